@@ -1,0 +1,183 @@
+//! Per-log and per-manager configuration, with the defaults stated on each field.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// When appended bytes are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FlushPolicy {
+    /// Durable before the append is acknowledged: the group-commit flusher fsyncs the file and
+    /// only then completes the waiter. Default.
+    Always,
+    /// Acknowledge at once; the flusher fsyncs dirty data at most this long after it was written.
+    Interval(Duration),
+    /// Acknowledge at once; fsync only when a segment rolls or the log closes.
+    Never,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy::Always
+    }
+}
+
+impl FromStr for FlushPolicy {
+    type Err = Error;
+
+    /// Parses `always`, `never` or `interval:<ms>`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim() {
+            "always" => Ok(FlushPolicy::Always),
+            "never" => Ok(FlushPolicy::Never),
+            other => {
+                let ms = other
+                    .strip_prefix("interval:")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| {
+                        Error::InvalidConfig(format!(
+                            "flush policy {other:?}: expected always, never or interval:<ms> with ms > 0"
+                        ))
+                    })?;
+                Ok(FlushPolicy::Interval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FlushPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushPolicy::Always => write!(f, "always"),
+            FlushPolicy::Never => write!(f, "never"),
+            FlushPolicy::Interval(d) => write!(f, "interval:{}", d.as_millis()),
+        }
+    }
+}
+
+impl TryFrom<String> for FlushPolicy {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<FlushPolicy> for String {
+    fn from(p: FlushPolicy) -> String {
+        p.to_string()
+    }
+}
+
+/// Settings of one partition log. Topic configs map onto these fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Roll the active segment once it holds this many bytes (`segment.bytes`).
+    /// Default: 128 MiB.
+    pub segment_bytes: u64,
+    /// Roll a non-empty active segment once it is this old (`segment.ms`). Default: 7 days.
+    pub segment_ms: Option<u64>,
+    /// Delete sealed segments whose newest record is older than this (`retention.ms`);
+    /// `None` keeps them forever. Default: 7 days.
+    pub retention_ms: Option<i64>,
+    /// Delete the oldest sealed segments while the log is larger than this
+    /// (`retention.bytes`); `None` means no size limit. Default: none.
+    pub retention_bytes: Option<u64>,
+    /// Largest single batch accepted (`max.message.bytes`). Default: 1 MiB + 12 bytes of
+    /// log overhead, as Kafka's.
+    pub max_message_bytes: usize,
+    /// Write an offset- and time-index entry at least every this many bytes
+    /// (`index.interval.bytes`). Default: 4096.
+    pub index_interval_bytes: u64,
+    /// When appends are fsynced (`flush.policy`). Default: `always`.
+    pub flush_policy: FlushPolicy,
+}
+
+/// Seven days in milliseconds: Kafka's default for `retention.ms` and `segment.ms`.
+pub const SEVEN_DAYS_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 128 * 1024 * 1024,
+            segment_ms: Some(SEVEN_DAYS_MS),
+            retention_ms: Some(SEVEN_DAYS_MS as i64),
+            retention_bytes: None,
+            max_message_bytes: 1024 * 1024 + 12,
+            index_interval_bytes: 4096,
+            flush_policy: FlushPolicy::Always,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks that the values can work together.
+    pub fn validate(self) -> Result<Self, Error> {
+        if self.segment_bytes < 1024 {
+            return Err(Error::InvalidConfig(format!(
+                "segment.bytes {} is below the minimum of 1024",
+                self.segment_bytes
+            )));
+        }
+        if self.max_message_bytes == 0 {
+            return Err(Error::InvalidConfig("max.message.bytes must be positive".into()));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::InvalidConfig("index.interval.bytes must be positive".into()));
+        }
+        Ok(self)
+    }
+}
+
+/// Settings of a [`crate::LogManager`]: one data directory and its flusher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerConfig {
+    /// Root of the data directory; each partition lives in `<data_dir>/<topic>-<partition>/`.
+    pub data_dir: PathBuf,
+    /// Configuration given to logs found on disk at startup until the caller sets their own.
+    pub default_log: LogConfig,
+    /// At most this many sealed segment files stay open at once across all partitions;
+    /// colder ones are closed and reopened on demand. Active segments are always open.
+    /// Default: 512.
+    pub max_open_sealed_segments: usize,
+    /// Fsyncs of different files run on up to this many threads in one group commit.
+    /// Default: 4.
+    pub flush_threads: usize,
+    /// When true (single-node mode, the default), the high watermark follows what is durable
+    /// under the log's flush policy; when false the caller (replication) sets it.
+    pub auto_high_watermark: bool,
+}
+
+impl ManagerConfig {
+    /// A manager config for `data_dir` with every other field at its default.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ManagerConfig {
+            data_dir: data_dir.into(),
+            default_log: LogConfig::default(),
+            max_open_sealed_segments: 512,
+            flush_threads: 4,
+            auto_high_watermark: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_policy_round_trips() {
+        for s in ["always", "never", "interval:250"] {
+            let p: FlushPolicy = s.parse().unwrap();
+            assert_eq!(p.to_string(), s);
+        }
+        assert!("interval:0".parse::<FlushPolicy>().is_err());
+        assert!("sometimes".parse::<FlushPolicy>().is_err());
+    }
+}

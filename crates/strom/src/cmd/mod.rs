@@ -1,0 +1,3 @@
+//! One module per `strom` subcommand.
+
+pub mod log_bench;
