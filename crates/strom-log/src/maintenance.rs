@@ -1,0 +1,201 @@
+//! Truncation, retention and closing of a [`PartitionLog`].
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::partition::{ensure_indexes, seek_to, PartitionLog};
+use crate::recovery::{rebuild_producer_state, remove_snapshots_above};
+use crate::segment::{find_batch, segment_file};
+
+impl PartitionLog {
+    /// Removes every batch from the one containing `offset` onwards, so the log ends at a
+    /// batch boundary at or below `offset` (as Kafka truncates: whole batches). Used by a
+    /// follower that diverged from its leader. The cut is fsynced before this returns.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.failed {
+            return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+        }
+        if offset >= st.next_offset {
+            return Ok(());
+        }
+        if offset < st.log_start {
+            return Err(Error::OffsetOutOfRange { requested: offset, log_start: st.log_start, log_end: st.next_offset });
+        }
+        let interval = st.config.index_interval_bytes;
+        // Whole segments after the one containing `offset` go.
+        let doomed: Vec<i64> = st.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        let target_base = *st.segments.range(..=offset).next_back().map(|(b, _)| b).expect("offset >= log start has a segment");
+        let doomed: Vec<i64> = doomed.into_iter().filter(|b| *b != target_base).collect();
+        for base in &doomed {
+            if let Some(seg) = st.segments.remove(base) {
+                self.inner.env.fd_cache.remove(&seg.path);
+                remove_segment_files(&seg.path);
+            }
+        }
+        // Cut the target segment at the batch containing `offset` and make it active.
+        let seg = st.segments.get_mut(&target_base).expect("target segment");
+        let file = match seg.file.clone() {
+            Some(f) => f,
+            None => {
+                let f = std::fs::OpenOptions::new().read(true).write(true).open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+                self.inner.env.fd_cache.remove(&seg.path);
+                std::sync::Arc::new(f)
+            }
+        };
+        ensure_indexes(seg, &file, interval)?;
+        let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.offset.lookup((offset - seg.base_offset) as u32)));
+        let (cut_pos, new_next) = match find_batch(&file, &seg.path, start, seg.size, offset)? {
+            Some((pos, h)) => (pos, h.base_offset),
+            None => (seg.size, seg.next_offset),
+        };
+        file.set_len(cut_pos).map_err(|e| Error::io(&seg.path, e))?;
+        seek_to(&file, cut_pos).map_err(|e| Error::io(&seg.path, e))?;
+        if let Err(e) = file.sync_all() {
+            tracing::error!(path = %seg.path.display(), error = %e, "fsync failed after truncation; log is now failed");
+            self.latch_failed(&mut st);
+            return Err(Error::io(self.dir().to_path_buf(), e));
+        }
+        let seg = st.segments.get_mut(&target_base).expect("target segment");
+        seg.size = cut_pos;
+        seg.next_offset = new_next;
+        if let Some(ix) = seg.indexes.as_mut() {
+            ix.offset.truncate_to_position(cut_pos as u32);
+            ix.time.truncate_to_position(cut_pos as u32);
+            ix.bytes_since_entry = u64::MAX / 2; // index the next batch
+        }
+        seg.max_timestamp = seg.indexes.as_ref().and_then(|ix| ix.time.max_timestamp()).unwrap_or(-1);
+        seg.file = Some(file);
+        let (oi, ti) = seg.index_paths();
+        let _ = std::fs::remove_file(oi);
+        let _ = std::fs::remove_file(ti);
+        crate::manager::sync_dir(self.dir())?;
+
+        st.next_offset = new_next;
+        st.generation += 1;
+        st.dirty = false;
+        remove_snapshots_above(self.dir(), new_next);
+        st.producers = rebuild_producer_state(self.dir(), &mut st.segments, new_next, &self.inner.env.fd_cache)?;
+        self.inner.leo.store(new_next, Ordering::Release);
+        self.inner.hw.send_if_modified(|hw| {
+            let lower = *hw > new_next;
+            if lower {
+                *hw = new_next;
+            }
+            lower
+        });
+        self.inner.durable.send_if_modified(|d| {
+            let lower = d.end > new_next;
+            if lower {
+                d.end = new_next;
+            }
+            lower
+        });
+        tracing::info!(topic = %self.topic(), partition = self.partition(), offset, log_end = new_next, "truncated log");
+        Ok(())
+    }
+
+    /// Deletes whole sealed segments past `retention.ms` (by their newest timestamp) or beyond
+    /// `retention.bytes`; the log start offset moves to the first remaining segment. The
+    /// active segment is never deleted. Returns the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut st = self.lock()?;
+        let (retention_ms, retention_bytes, interval) = (st.config.retention_ms, st.config.retention_bytes, st.config.index_interval_bytes);
+        if retention_ms.is_none() && retention_bytes.is_none() {
+            return Ok(0);
+        }
+        let hw = self.high_watermark();
+        let mut total: u64 = st.segments.values().map(|s| s.size).sum();
+        let mut deleted = 0;
+        while st.segments.len() > 1 {
+            let (&base, _) = st.segments.iter().next().expect("non-empty");
+            let seg = st.segments.get_mut(&base).expect("first segment");
+            if seg.next_offset > hw {
+                break; // never delete what consumers have not been allowed to see yet
+            }
+            let by_size = retention_bytes.is_some_and(|limit| total - seg.size >= limit);
+            let by_time = match retention_ms {
+                Some(ms) => {
+                    let file = self.segment_file(seg)?;
+                    ensure_indexes(seg, &file, interval)?;
+                    seg.max_timestamp < now_ms - ms
+                }
+                None => false,
+            };
+            if !(by_size || by_time) {
+                break;
+            }
+            let seg = st.segments.remove(&base).expect("first segment");
+            self.inner.env.fd_cache.remove(&seg.path);
+            remove_segment_files(&seg.path);
+            total -= seg.size;
+            deleted += 1;
+            tracing::info!(topic = %self.topic(), partition = self.partition(), base_offset = base, by_size, by_time, "retention deleted segment");
+        }
+        if deleted > 0 {
+            let start = *st.segments.keys().next().expect("active segment remains");
+            st.log_start = start;
+            self.inner.start.store(start, Ordering::Release);
+            crate::manager::sync_dir(self.dir())?;
+            remove_snapshots_below(self.dir(), start);
+        }
+        Ok(deleted)
+    }
+
+    /// Closes the log for good: refuses further appends, fsyncs the active segment, and
+    /// writes its indexes and a producer snapshot so a clean restart needs no scan.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.closed {
+            return Ok(());
+        }
+        st.closed = true;
+        if st.failed {
+            return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+        }
+        let next = st.next_offset;
+        let active = st.active();
+        if let Some(f) = &active.file {
+            if let Err(e) = f.sync_data() {
+                tracing::error!(path = %active.path.display(), error = %e, "fsync failed while closing; log is now failed");
+                self.latch_failed(&mut st);
+                return Err(Error::io(self.dir().to_path_buf(), e));
+            }
+        }
+        active.write_indexes(true)?;
+        let snapshot = segment_file(self.dir(), next, "snapshot");
+        crate::index::write_file_atomic(&snapshot, &st.producers.encode(), true)?;
+        self.publish_durable(next);
+        Ok(())
+    }
+
+    /// Marks the log closed without flushing (the partition is being deleted).
+    pub(crate) fn mark_closed(&self) {
+        if let Ok(mut st) = self.lock() {
+            st.closed = true;
+        }
+    }
+}
+
+/// Removes a segment's log and index files (best effort: a leftover index is harmless).
+fn remove_segment_files(log_path: &std::path::Path) {
+    for ext in ["log", "index", "timeindex"] {
+        let p = log_path.with_extension(ext);
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %p.display(), error = %e, "could not remove segment file");
+            }
+        }
+    }
+}
+
+/// Removes producer snapshots for offsets below `start`, keeping the newest of them (the
+/// replay starting point for the first remaining segment).
+fn remove_snapshots_below(dir: &std::path::Path, start: i64) {
+    let mut below: Vec<i64> = crate::recovery::snapshot_offsets(dir).into_iter().filter(|o| *o < start).collect();
+    below.sort_unstable();
+    below.pop();
+    for o in below {
+        let _ = std::fs::remove_file(segment_file(dir, o, "snapshot"));
+    }
+}

@@ -1,0 +1,349 @@
+//! [`LogManager`]: a data directory of partition logs, its group-commit flusher, its
+//! retention thread, and the clean-shutdown marker.
+//!
+//! Layout: `<data_dir>/<topic>-<partition>/<base-offset:020>.{log,index,timeindex,snapshot}`
+//! and `<data_dir>/.clean_shutdown` while the directory is closed cleanly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::{LogConfig, ManagerConfig};
+use crate::error::{Error, Result};
+use crate::fd_cache::FdCache;
+use crate::flusher::Flusher;
+use crate::partition::{now_ms, Env, PartitionLog};
+use crate::recovery::load_partition;
+
+const CLEAN_MARKER: &str = ".clean_shutdown";
+
+/// Fsyncs a directory so entries created, renamed or removed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Checks a topic name the way Kafka does (`[a-zA-Z0-9._-]`, 1..=249 chars, not `.`/`..`),
+/// which also guarantees it is a safe single path component.
+pub fn validate_topic_name(topic: &str) -> Result<()> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(Error::InvalidConfig(format!("invalid topic name {topic:?}"))) }
+}
+
+/// Owns every partition log of one data directory. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LogManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ManagerConfig,
+    env: Arc<Env>,
+    logs: RwLock<HashMap<(String, i32), PartitionLog>>,
+    shutdown: Mutex<bool>,
+    retention_stop: Arc<(Mutex<bool>, Condvar)>,
+    retention_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogManager {
+    /// Opens `config.data_dir` (creating it if needed), recovering every partition found.
+    /// Partitions found on disk get `config.default_log` until [`PartitionLog::set_config`].
+    pub fn open(config: ManagerConfig) -> Result<LogManager> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let marker = dir.join(CLEAN_MARKER);
+        let clean = marker.exists();
+        let flusher = Flusher::start(config.flush_threads).map_err(|e| Error::io(&dir, e))?;
+        let env = Arc::new(Env { flusher, fd_cache: FdCache::new(config.max_open_sealed_segments), auto_high_watermark: config.auto_high_watermark });
+        let started = std::time::Instant::now();
+        let mut logs = HashMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            if !entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((topic, partition)) = parse_partition_dir(&name) else {
+                tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not <topic>-<partition>");
+                continue;
+            };
+            let state = load_partition(&entry.path(), config.default_log.clone(), clean, &env.fd_cache)?;
+            let log = PartitionLog::from_state(&topic, partition, entry.path(), state, env.clone());
+            logs.insert((topic, partition), log);
+        }
+        if clean {
+            // From now on a crash must be treated as unclean.
+            std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+        }
+        sync_dir(&dir)?;
+        tracing::info!(dir = %dir.display(), partitions = logs.len(), clean, elapsed_ms = started.elapsed().as_millis() as u64, "opened log directory");
+        let inner = Arc::new(Inner {
+            config,
+            env,
+            logs: RwLock::new(logs),
+            shutdown: Mutex::new(false),
+            retention_stop: Arc::new((Mutex::new(false), Condvar::new())),
+            retention_thread: Mutex::new(None),
+        });
+        Ok(LogManager { inner })
+    }
+
+    /// Runs retention every `every` on a background thread until shutdown.
+    pub fn start_retention(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let stop = self.inner.retention_stop.clone();
+        let spawned = std::thread::Builder::new().name("strom-retention".into()).spawn(move || loop {
+            {
+                let (lock, cv) = &*stop;
+                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (guard, _) = cv.wait_timeout_while(guard, every, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
+                if *guard {
+                    return;
+                }
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            if let Err(e) = (LogManager { inner }).run_retention(now_ms()) {
+                tracing::warn!(error = %e, "retention run failed");
+            }
+        });
+        match spawned {
+            Ok(t) => *self.inner.retention_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
+            Err(e) => tracing::error!(error = %e, "could not start the retention thread"),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.inner.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Creates a new, empty partition log. Fails with [`Error::AlreadyExists`] if present.
+    pub fn create(&self, topic: &str, partition: i32, config: LogConfig) -> Result<PartitionLog> {
+        validate_topic_name(topic)?;
+        if partition < 0 {
+            return Err(Error::InvalidConfig(format!("negative partition {partition}")));
+        }
+        let config = config.validate()?;
+        let mut logs = self.inner.logs.write().unwrap_or_else(|p| p.into_inner());
+        if self.is_shut_down() {
+            return Err(Error::Closed(format!("{topic}-{partition}")));
+        }
+        let key = (topic.to_string(), partition);
+        if logs.contains_key(&key) {
+            return Err(Error::AlreadyExists(format!("{topic}-{partition}")));
+        }
+        let dir = self.partition_dir(topic, partition);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let state = load_partition(&dir, config, false, &self.inner.env.fd_cache)?;
+        sync_dir(&self.inner.config.data_dir)?;
+        let log = PartitionLog::from_state(topic, partition, dir, state, self.inner.env.clone());
+        logs.insert(key, log.clone());
+        Ok(log)
+    }
+
+    /// The partition log, if it exists.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<PartitionLog> {
+        self.inner.logs.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Every open partition log.
+    pub fn list(&self) -> Vec<PartitionLog> {
+        self.inner.logs.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Deletes a partition log and its files.
+    pub fn delete(&self, topic: &str, partition: i32) -> Result<()> {
+        let removed = self.inner.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
+        let Some(log) = removed else { return Ok(()) };
+        log.mark_closed();
+        let dir = log.dir().to_path_buf();
+        if let Ok(st) = log.lock() {
+            for seg in st.segments.values() {
+                self.inner.env.fd_cache.remove(&seg.path);
+            }
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.inner.config.data_dir)?;
+        tracing::info!(topic, partition, "deleted partition log");
+        Ok(())
+    }
+
+    /// Applies retention to every partition; returns the number of segments deleted.
+    pub fn run_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        for log in self.list() {
+            match log.apply_retention(now_ms) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "retention failed for partition"),
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn is_shut_down(&self) -> bool {
+        *self.inner.shutdown.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every log cleanly: stops appends, drains the flusher, fsyncs every active
+    /// segment, writes indexes and producer snapshots, then the clean-shutdown marker (only
+    /// if every log closed without error). Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        {
+            let mut done = self.inner.shutdown.lock().unwrap_or_else(|p| p.into_inner());
+            if *done {
+                return Ok(());
+            }
+            *done = true;
+        }
+        {
+            let (lock, cv) = &*self.inner.retention_stop;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.inner.retention_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        self.inner.env.flusher.stop();
+        let mut first_error = None;
+        for log in self.list() {
+            if let Err(e) = log.close() {
+                tracing::error!(topic = log.topic(), partition = log.partition(), error = %e, "log did not close cleanly");
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let dir = &self.inner.config.data_dir;
+        let marker = dir.join(CLEAN_MARKER);
+        std::fs::File::create(&marker).and_then(|f| f.sync_all()).map_err(|e| Error::io(&marker, e))?;
+        sync_dir(dir)?;
+        tracing::info!(dir = %dir.display(), "log directory closed cleanly");
+        Ok(())
+    }
+}
+
+/// Splits `<topic>-<partition>` at the last `-`.
+fn parse_partition_dir(name: &str) -> Option<(String, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
+    validate_topic_name(topic).ok()?;
+    Some((topic.to_string(), partition))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names() {
+        assert_eq!(parse_partition_dir("my-topic-3"), Some(("my-topic".into(), 3)));
+        assert_eq!(parse_partition_dir("topic"), None);
+        assert_eq!(parse_partition_dir("t-x"), None);
+        assert_eq!(parse_partition_dir("t--1"), Some(("t-".into(), 1)));
+        assert!(validate_topic_name("../etc").is_err());
+        assert!(validate_topic_name("ok.topic_name-1").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod smoke_tests {
+    use super::*;
+    use crate::batch::build_batch;
+    use crate::partition::ReadBound;
+    use crate::FlushPolicy;
+
+    fn small() -> LogConfig {
+        LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..LogConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn append_read_roll_reopen_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, small()).unwrap();
+        let mut last = 0;
+        for i in 0..100i64 {
+            let v = vec![i as u8; 100];
+            let info = log.append(build_batch(1000 + i, None, &[&v, &v]), 3).unwrap();
+            assert_eq!(info.base_offset, i * 2);
+            last = info.last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        assert_eq!(log.high_watermark(), 200);
+        assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+        let r = log.read(51, 1, ReadBound::HighWatermark).unwrap();
+        let h = BatchHeaderCheck::first(&r.records);
+        assert_eq!(h.0, 50);
+        assert_eq!(h.1, 3);
+        // Timestamp lookup.
+        let b = log.find_batch_by_timestamp(1050).unwrap().unwrap();
+        assert_eq!(BatchHeaderCheck::first(&b).0, 100);
+        mgr.shutdown().unwrap();
+        drop(log);
+        drop(mgr);
+
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.get("t", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 200);
+        let all = log.read(0, usize::MAX >> 1, ReadBound::HighWatermark).unwrap();
+        assert!(!all.records.is_empty());
+        log.truncate_to(101).unwrap();
+        assert_eq!(log.log_end_offset(), 100);
+        let info = log.append(build_batch(5, None, &[b"x"]), 4).unwrap();
+        assert_eq!(info.base_offset, 100);
+        // Crash (no shutdown) and reopen: everything durable is there.
+        log.wait_durable(100).await.unwrap();
+        drop(log);
+        drop(mgr);
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.get("t", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 101);
+        log.set_config(LogConfig { retention_bytes: Some(1), ..small() }).unwrap();
+        assert!(log.apply_retention(0).unwrap() > 0);
+        assert_eq!(log.segment_count(), 1);
+        assert!(matches!(log.read(0, 100, ReadBound::HighWatermark), Err(Error::OffsetOutOfRange { .. })));
+        mgr.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn idempotent_retry_returns_original_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Never, ..small() }).unwrap();
+        log.append(build_batch(1, None, &[b"a"]), 0).unwrap();
+        let b = build_batch(1, Some((9, 0, 0)), &[b"a", b"b"]);
+        let first = log.append(b.clone(), 0).unwrap();
+        let retry = log.append(b, 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (first.base_offset, first.last_offset));
+        assert_eq!(log.log_end_offset(), 3);
+        assert!(matches!(log.append(build_batch(1, Some((9, 0, 7)), &[b"c"]), 0), Err(Error::OutOfOrderSequence { .. })));
+        // Producer state survives an unclean restart (rebuilt by replay).
+        drop(log);
+        drop(mgr);
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.get("t", 0).unwrap();
+        let again = log.append(build_batch(1, Some((9, 0, 0)), &[b"a", b"b"]), 0).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.base_offset, 1);
+    }
+
+    struct BatchHeaderCheck;
+    impl BatchHeaderCheck {
+        fn first(b: &bytes::Bytes) -> (i64, i32) {
+            let h = crate::BatchHeader::parse(b).unwrap();
+            (h.base_offset, h.partition_leader_epoch)
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! [`PartitionLog`]: one partition's write-ahead log — append, durable waits, reads.
+//! Truncation, retention and closing live in `maintenance.rs`; opening and recovery in
+//! `recovery.rs`.
+//!
+//! Concurrency: all mutable state sits in one `Mutex<State>` held only for short,
+//! non-blocking sections (the append's `writev` into the page cache, index updates). Batch
+//! validation (CRC) runs before taking the lock; fsyncs run on the flusher thread without
+//! the lock; reads take a snapshot (file handle, size, start position) under the lock and
+//! do their `pread`s after releasing it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::batch::{rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::fd_cache::FdCache;
+use crate::flusher::{Flush, Flusher};
+use crate::producer_state::{ProducerStates, SeqCheck};
+use crate::segment::{find_batch, read_bytes, scan_validate, segment_file, Indexes, Segment};
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset assigned to the last record.
+    pub last_offset: i64,
+    /// Largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Records appended.
+    pub record_count: u32,
+    /// True when this was a retry of an idempotent batch already stored: the offsets are
+    /// the original ones and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Upper bound of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBound {
+    /// Up to the high watermark: what consumers may see (never data that could vanish).
+    HighWatermark,
+    /// Up to the log end: for replication followers.
+    LogEnd,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, as stored; the first one contains the requested offset.
+    pub records: Bytes,
+    /// High watermark at the time of the read.
+    pub high_watermark: i64,
+    /// First offset still held.
+    pub log_start_offset: i64,
+    /// Next offset to be assigned.
+    pub log_end_offset: i64,
+}
+
+/// Services shared by all partitions of a manager.
+#[derive(Debug)]
+pub(crate) struct Env {
+    pub(crate) flusher: Flusher,
+    pub(crate) fd_cache: FdCache,
+    pub(crate) auto_high_watermark: bool,
+}
+
+/// Durability progress published to waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Durable {
+    /// Every offset below this is acknowledged-able under the flush policy.
+    pub(crate) end: i64,
+    /// The log latched into the failed state.
+    pub(crate) failed: bool,
+}
+
+/// Mutable state of a partition, behind its mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: LogConfig,
+    /// Segments by base offset; the last one is the active segment.
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start: i64,
+    pub(crate) next_offset: i64,
+    pub(crate) producers: ProducerStates,
+    /// Appends since the last fsync.
+    pub(crate) dirty: bool,
+    /// Bumped by truncation so an fsync snapshot taken before it is not trusted after it.
+    pub(crate) generation: u64,
+    pub(crate) failed: bool,
+    pub(crate) closed: bool,
+}
+
+impl State {
+    pub(crate) fn active(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a partition always has an active segment")
+    }
+}
+
+/// Shared core of a partition log.
+pub(crate) struct Shared {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) dir: PathBuf,
+    pub(crate) state: Mutex<State>,
+    pub(crate) hw: watch::Sender<i64>,
+    pub(crate) durable: watch::Sender<Durable>,
+    /// Mirrors of state fields for lock-free getters.
+    pub(crate) leo: AtomicI64,
+    pub(crate) start: AtomicI64,
+    pub(crate) flush_queued: AtomicBool,
+    pub(crate) env: Arc<Env>,
+    pub(crate) me: Weak<Shared>,
+}
+
+/// One partition's log. Cheap to clone; all clones share the same log.
+#[derive(Clone)]
+pub struct PartitionLog {
+    pub(crate) inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartitionLog({}-{})", self.inner.topic, self.inner.partition)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PartitionLog {
+    pub(crate) fn from_state(topic: &str, partition: i32, dir: PathBuf, state: State, env: Arc<Env>) -> PartitionLog {
+        let leo = state.next_offset;
+        let start = state.log_start;
+        let inner = Arc::new_cyclic(|me| Shared {
+            topic: topic.to_string(),
+            partition,
+            dir,
+            state: Mutex::new(state),
+            // Recovery fsynced the active segment, so everything on disk is durable.
+            hw: watch::Sender::new(leo),
+            durable: watch::Sender::new(Durable { end: leo, failed: false }),
+            leo: AtomicI64::new(leo),
+            start: AtomicI64::new(start),
+            flush_queued: AtomicBool::new(false),
+            env,
+            me: me.clone(),
+        });
+        PartitionLog { inner }
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.inner.topic
+    }
+
+    /// Partition number.
+    pub fn partition(&self) -> i32 {
+        self.inner.partition
+    }
+
+    /// Directory holding this partition's files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The log's current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.lock().map(|s| s.config.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the configuration; takes effect from the next append / retention run.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        let config = config.validate()?;
+        self.lock()?.config = config;
+        Ok(())
+    }
+
+    /// First offset still held (moves forward with retention).
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.start.load(Ordering::Acquire)
+    }
+
+    /// Next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.leo.load(Ordering::Acquire)
+    }
+
+    /// Offsets below this are visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        *self.inner.hw.borrow()
+    }
+
+    /// Sets the high watermark (replication). Clamped to `[log_start, log_end]`; never moves
+    /// backwards except through truncation.
+    pub fn set_high_watermark(&self, hw: i64) {
+        let hw = hw.clamp(self.log_start_offset(), self.log_end_offset());
+        self.inner.hw.send_if_modified(|cur| {
+            let advance = hw > *cur;
+            if advance {
+                *cur = hw;
+            }
+            advance
+        });
+    }
+
+    /// A receiver that changes whenever the high watermark moves; long-polling fetches wait
+    /// on it.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.inner.hw.subscribe()
+    }
+
+    /// True once an fsync or write failed: the log refuses writes until restarted.
+    pub fn is_failed(&self) -> bool {
+        self.inner.durable.borrow().failed
+    }
+
+    /// Bytes held in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().map(|s| s.segments.values().map(|s| s.size).sum()).unwrap_or(0)
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.lock().map(|s| s.segments.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        // A panic while the state was locked may have left it half-updated; refuse to go on
+        // with this log rather than guess (other partitions are unaffected).
+        self.inner.state.lock().map_err(|_| Error::StorageFailed { path: self.inner.dir.clone() })
+    }
+
+    /// Validates and appends `records` (one or more RecordBatch v2), assigning offsets.
+    ///
+    /// Either every batch is written or none is. The returned offsets are readable by
+    /// `ReadBound::LogEnd` at once; await [`PartitionLog::wait_durable`] before
+    /// acknowledging, and the high watermark follows durability.
+    pub fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
+        let batches = validate_batches(&records)?;
+        let now = now_ms();
+        let mut st = self.lock()?;
+        if st.failed {
+            return Err(Error::StorageFailed { path: self.inner.dir.clone() });
+        }
+        if st.closed {
+            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
+        }
+        let max = st.config.max_message_bytes;
+        if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
+            return Err(Error::MessageTooLarge { size: b.bytes.len(), max });
+        }
+        if let Some(dup) = check_sequences(&st.producers, &batches)? {
+            let max_timestamp = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(-1);
+            let count = (dup.last_offset - dup.first_offset + 1) as u32;
+            return Ok(AppendInfo { base_offset: dup.first_offset, last_offset: dup.last_offset, max_timestamp, record_count: count, duplicate: true });
+        }
+        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+        self.maybe_roll(&mut st, total, now)?;
+
+        // Assign offsets and write [rewritten prefix | rest of the batch as received].
+        let base_offset = st.next_offset;
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut prefixes = Vec::with_capacity(batches.len());
+        let mut next = base_offset;
+        for b in &batches {
+            prefixes.push(rewritten_prefix(&b.bytes, next, leader_epoch));
+            let mut h = b.header;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
+            next = h.last_offset() + 1;
+            headers.push(h);
+        }
+        let mut slices = Vec::with_capacity(batches.len() * 2);
+        for (p, b) in prefixes.iter().zip(&batches) {
+            slices.push(IoSlice::new(p));
+            slices.push(IoSlice::new(&b.bytes[REWRITTEN_PREFIX_LEN..]));
+        }
+        self.write_active(&mut st, &mut slices, total)?;
+
+        // Bookkeeping.
+        let interval = st.config.index_interval_bytes;
+        let policy = st.config.flush_policy;
+        let State { segments, producers, .. } = &mut *st;
+        let seg = segments.values_mut().next_back().expect("active segment");
+        let mut pos = seg.size;
+        let mut max_timestamp = -1;
+        for h in &headers {
+            seg.max_timestamp = seg.max_timestamp.max(h.max_timestamp);
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            if let Some(ix) = seg.indexes.as_mut() {
+                ix.on_batch(seg.base_offset, h, pos, seg.max_timestamp, interval);
+            }
+            producers.record(h);
+            pos += h.total_len() as u64;
+        }
+        seg.size = pos;
+        seg.next_offset = next;
+        if seg.first_append_ms < 0 {
+            seg.first_append_ms = now;
+        }
+        st.next_offset = next;
+        st.dirty = true;
+        self.inner.leo.store(next, Ordering::Release);
+        let record_count = (next - base_offset) as u32;
+        match policy {
+            FlushPolicy::Always => {
+                drop(st);
+                self.request_flush(None);
+            }
+            FlushPolicy::Interval(every) => {
+                self.publish_durable(next);
+                drop(st);
+                self.request_flush(Some(every));
+            }
+            FlushPolicy::Never => {
+                self.publish_durable(next);
+            }
+        }
+        Ok(AppendInfo { base_offset, last_offset: next - 1, max_timestamp, record_count, duplicate: false })
+    }
+
+    /// Resolves once `last_offset` is acknowledged-able under the flush policy: after the
+    /// group-commit fsync for `always`, at once for `interval`/`never`.
+    /// Fails with [`Error::StorageFailed`] if the log latched into the failed state first.
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<()> {
+        let mut rx = self.inner.durable.subscribe();
+        let d = *rx
+            .wait_for(|d| d.failed || d.end > last_offset)
+            .await
+            .map_err(|_| Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)))?;
+        if d.end > last_offset { Ok(()) } else { Err(Error::StorageFailed { path: self.inner.dir.clone() }) }
+    }
+
+    /// Writes all slices at the end of the active segment. On failure, cuts the file back to
+    /// its previous size so no partial batch is left; if even that fails, latches the log.
+    fn write_active(&self, st: &mut State, slices: &mut [IoSlice<'_>], total: u64) -> Result<()> {
+        let seg = st.active();
+        let file = seg.file.clone().expect("active segment has an open file");
+        let (path, old_size) = (seg.path.clone(), seg.size);
+        if old_size + total > u64::from(u32::MAX) {
+            return Err(Error::InvalidConfig(format!("segment {} would exceed 4 GiB", path.display())));
+        }
+        match write_all_vectored(&file, slices) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let undo = file.set_len(old_size).and_then(|()| seek_to(&file, old_size));
+                if let Err(undo_err) = undo {
+                    tracing::error!(path = %path.display(), error = %undo_err, "cannot undo a failed write; log is now failed");
+                    self.latch_failed(st);
+                }
+                Err(Error::io(path, e))
+            }
+        }
+    }
+
+    /// Marks the log failed and fails every waiter. Caller holds the state lock.
+    pub(crate) fn latch_failed(&self, st: &mut State) {
+        st.failed = true;
+        self.inner.durable.send_modify(|d| d.failed = true);
+    }
+
+    /// Publishes that every offset below `end` is durable; in single-node mode the high
+    /// watermark follows.
+    pub(crate) fn publish_durable(&self, end: i64) {
+        self.inner.durable.send_if_modified(|d| {
+            let advance = end > d.end;
+            if advance {
+                d.end = end;
+            }
+            advance
+        });
+        if self.inner.env.auto_high_watermark {
+            self.set_high_watermark(end);
+        }
+    }
+
+    fn request_flush(&self, after: Option<Duration>) {
+        if self.inner.flush_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.inner.me.upgrade() else { return };
+        match after {
+            None => self.inner.env.flusher.request(me),
+            Some(d) => self.inner.env.flusher.request_at(me, Instant::now() + d),
+        }
+    }
+
+    /// Rolls the active segment when the incoming bytes would overflow `segment.bytes` or the
+    /// segment is older than `segment.ms`. The old segment is fsynced (whatever the flush
+    /// policy) before the new one takes writes, so recovery only ever repairs the active one.
+    fn maybe_roll(&self, st: &mut State, incoming: u64, now: i64) -> Result<()> {
+        let (segment_bytes, segment_ms) = (st.config.segment_bytes, st.config.segment_ms);
+        let active = st.active();
+        if active.size == 0 {
+            return Ok(());
+        }
+        let too_big = active.size + incoming > segment_bytes || active.size + incoming > u64::from(u32::MAX);
+        let too_old = segment_ms.is_some_and(|ms| active.first_append_ms >= 0 && now - active.first_append_ms >= ms as i64);
+        if too_big || too_old { self.roll(st) } else { Ok(()) }
+    }
+
+    pub(crate) fn roll(&self, st: &mut State) -> Result<()> {
+        let next = st.next_offset;
+        let generation = st.generation;
+        let active = st.active();
+        let file = active.file.take().expect("active segment has an open file");
+        if let Err(e) = file.sync_data() {
+            tracing::error!(path = %active.path.display(), error = %e, "fsync failed while rolling; log is now failed");
+            active.file = Some(file);
+            self.latch_failed(st);
+            return Err(Error::io(self.inner.dir.clone(), e));
+        }
+        if let Err(e) = active.write_indexes(false) {
+            tracing::warn!(error = %e, "could not write index files of a sealed segment; they will be rebuilt on demand");
+        }
+        let snapshot = segment_file(&self.inner.dir, next, "snapshot");
+        if let Err(e) = crate::index::write_file_atomic(&snapshot, &st.producers.encode(), false) {
+            tracing::warn!(error = %e, "could not write producer snapshot; recovery will replay further");
+        }
+        let path = segment_file(&self.inner.dir, next, "log");
+        let new_file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(false)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        crate::manager::sync_dir(&self.inner.dir)?;
+        st.segments.insert(next, Segment {
+            base_offset: next,
+            path,
+            size: 0,
+            next_offset: next,
+            max_timestamp: -1,
+            indexes: Some(Indexes::default()),
+            file: Some(Arc::new(new_file)),
+            first_append_ms: -1,
+        });
+        // Everything before the new segment is on disk now.
+        if st.generation == generation {
+            self.publish_durable(next);
+        }
+        tracing::debug!(topic = %self.inner.topic, partition = self.inner.partition, base_offset = next, "rolled segment");
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
+    /// (at least one batch), never past `bound`.
+    pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
+        let mut st = self.lock()?;
+        let high_watermark = self.high_watermark();
+        let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
+        let mut result = ReadResult { records: Bytes::new(), high_watermark, log_start_offset, log_end_offset };
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(Error::OffsetOutOfRange { requested: offset, log_start: log_start_offset, log_end: log_end_offset });
+        }
+        let limit = match bound {
+            ReadBound::HighWatermark => high_watermark.min(log_end_offset),
+            ReadBound::LogEnd => log_end_offset,
+        };
+        if offset >= limit {
+            return Ok(result);
+        }
+        let interval = st.config.index_interval_bytes;
+        let Some((_, seg)) = st.segments.range_mut(..=offset).next_back() else {
+            return Ok(result);
+        };
+        let file = self.segment_file(seg)?;
+        ensure_indexes(seg, &file, interval)?;
+        let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.offset.lookup((offset - seg.base_offset) as u32)));
+        let (path, seg_size) = (seg.path.clone(), seg.size);
+        drop(st);
+
+        let Some((pos, first)) = find_batch(&file, &path, start, seg_size, offset)? else {
+            return Ok(result);
+        };
+        if first.last_offset() >= limit {
+            return Ok(result);
+        }
+        let want = (first.total_len()).max(max_bytes.min((seg_size - pos) as usize));
+        let buf = read_bytes(&file, &path, pos, want)?;
+        // Keep whole batches below the bound.
+        let mut end = 0usize;
+        while end + HEADER_LEN <= buf.len() {
+            let Some(h) = BatchHeader::parse(&buf[end..]) else { break };
+            if h.magic != 2 || h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+                break; // a damaged later batch is reported when a read starts there
+            }
+            if h.last_offset() >= limit || end + h.total_len() > buf.len() {
+                break;
+            }
+            end += h.total_len();
+        }
+        result.records = buf.slice(..end);
+        Ok(result)
+    }
+
+    /// The first stored batch (below the high watermark) whose max timestamp is >= `ts`.
+    pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+        let limit = self.high_watermark();
+        let mut st = self.lock()?;
+        let interval = st.config.index_interval_bytes;
+        let mut found = None;
+        for seg in st.segments.values_mut() {
+            let file = self.segment_file(seg)?;
+            ensure_indexes(seg, &file, interval)?;
+            if seg.max_timestamp >= ts {
+                let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.time.scan_start(ts)));
+                found = Some((file, seg.path.clone(), seg.size, start));
+                break;
+            }
+        }
+        drop(st);
+        let Some((file, path, size, start)) = found else { return Ok(None) };
+        match crate::segment::find_batch_by_time(&file, &path, start, size, ts)? {
+            Some((pos, h)) if h.base_offset < limit => Ok(Some(read_bytes(&file, &path, pos, h.total_len())?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The open file of a segment: the active one's own handle, or a cached read handle.
+    pub(crate) fn segment_file(&self, seg: &Segment) -> Result<Arc<File>> {
+        match &seg.file {
+            Some(f) => Ok(f.clone()),
+            None => self.inner.env.fd_cache.get(&seg.path),
+        }
+    }
+}
+
+/// Checks idempotent-producer sequences for all batches. `Some(meta)` means the (single)
+/// batch is a retry of a stored one.
+fn check_sequences(producers: &ProducerStates, batches: &[crate::batch::ValidBatch]) -> Result<Option<crate::producer_state::BatchMeta>> {
+    if batches.len() == 1 {
+        return match producers.check(&batches[0].header)? {
+            SeqCheck::Append => Ok(None),
+            SeqCheck::Duplicate(meta) => Ok(Some(meta)),
+        };
+    }
+    if batches.iter().all(|b| b.header.producer_id < 0) {
+        return Ok(None);
+    }
+    // Several idempotent batches in one request (rare): check each against the state as it
+    // would be after the previous ones. A duplicate among several is refused as out of order.
+    let mut scratch = producers.clone();
+    for b in batches {
+        match scratch.check(&b.header)? {
+            SeqCheck::Append => scratch.record(&b.header),
+            SeqCheck::Duplicate(_) => {
+                return Err(Error::OutOfOrderSequence { producer_id: b.header.producer_id, expected: -1, received: b.header.base_sequence });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Loads a sealed segment's indexes on first use: from its index files when intact,
+/// otherwise by a validating scan (a sealed segment that fails validation is corrupt and is
+/// reported, never cut).
+pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> Result<()> {
+    if seg.indexes.is_some() {
+        return Ok(());
+    }
+    if let Some(ix) = seg.read_index_files() {
+        seg.max_timestamp = ix.time.max_timestamp().unwrap_or(-1);
+        seg.indexes = Some(ix);
+        return Ok(());
+    }
+    let mut ix = Indexes::default();
+    let mut max_ts = -1i64;
+    let base = seg.base_offset;
+    let out = scan_validate(file, &seg.path, 0, seg.size, base, |pos, h| {
+        max_ts = max_ts.max(h.max_timestamp);
+        ix.on_batch(base, h, pos, max_ts, interval);
+    })?;
+    if let Some(reason) = out.stopped {
+        tracing::error!(path = %seg.path.display(), position = out.valid_end, %reason, "sealed segment is corrupt");
+        return Err(Error::Corrupted { path: seg.path.clone(), position: out.valid_end, reason });
+    }
+    seg.max_timestamp = max_ts;
+    seg.indexes = Some(ix);
+    if let Err(e) = seg.write_indexes(false) {
+        tracing::warn!(error = %e, "could not write rebuilt index files");
+    }
+    Ok(())
+}
+
+impl Flush for Shared {
+    fn flush(&self) {
+        self.flush_queued.store(false, Ordering::Release);
+        let log = PartitionLog { inner: match self.me.upgrade() { Some(me) => me, None => return } };
+        let snapshot = {
+            let Ok(mut st) = log.lock() else { return };
+            if !st.dirty || st.failed {
+                return;
+            }
+            st.dirty = false;
+            let (end, generation) = (st.next_offset, st.generation);
+            let active = st.active();
+            (active.file.clone(), active.path.clone(), end, generation)
+        };
+        let (Some(file), path, end, generation) = snapshot else { return };
+        let result = file.sync_data();
+        let Ok(mut st) = log.lock() else { return };
+        match result {
+            Ok(()) if st.generation == generation => log.publish_durable(end),
+            Ok(()) => {} // truncated meanwhile: the snapshot says nothing about the new tail
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "fsync failed; log is now failed and refuses writes");
+                log.latch_failed(&mut st);
+            }
+        }
+    }
+}
+
+fn write_all_vectored(file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    let mut f = file;
+    while !slices.is_empty() {
+        match f.write_vectored(slices) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn seek_to(file: &File, pos: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    let mut f = file;
+    f.seek(std::io::SeekFrom::Start(pos)).map(|_| ())
+}
