@@ -372,6 +372,11 @@ impl PartitionLog {
     /// Publishes that every offset below `end` is durable; in single-node mode the high
     /// watermark follows.
     pub(crate) fn publish_durable(&self, end: i64) {
+        // The high watermark moves first, so an acknowledged record is already visible to
+        // consumers when its producer hears back.
+        if self.inner.env.auto_high_watermark {
+            self.set_high_watermark(end);
+        }
         self.inner.durable.send_if_modified(|d| {
             let advance = end > d.end;
             if advance {
@@ -379,9 +384,6 @@ impl PartitionLog {
             }
             advance
         });
-        if self.inner.env.auto_high_watermark {
-            self.set_high_watermark(end);
-        }
     }
 
     fn request_flush(&self, after: Option<Duration>) {
