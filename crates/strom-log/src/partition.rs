@@ -93,6 +93,9 @@ pub(crate) struct State {
     pub(crate) producers: ProducerStates,
     /// Appends since the last fsync.
     pub(crate) dirty: bool,
+    /// Appends (produce requests) since the flusher last took a snapshot: how many one
+    /// fsync covers, the measure of group-commit efficiency.
+    pub(crate) appends_since_flush: u64,
     /// Bumped by truncation so an fsync snapshot taken before it is not trusted after it.
     pub(crate) generation: u64,
     pub(crate) failed: bool,
@@ -310,6 +313,7 @@ impl PartitionLog {
         }
         st.next_offset = next;
         st.dirty = true;
+        st.appends_since_flush += 1;
         self.inner.leo.store(next, Ordering::Release);
         let record_count = (next - base_offset) as u32;
         match policy {
@@ -606,18 +610,24 @@ impl Flush for Shared {
                 return;
             }
             st.dirty = false;
+            let covered = std::mem::take(&mut st.appends_since_flush);
             let (end, generation) = (st.next_offset, st.generation);
             let active = st.active();
-            (active.file.clone(), active.path.clone(), end, generation)
+            (active.file.clone(), active.path.clone(), end, generation, covered)
         };
-        let (Some(file), path, end, generation) = snapshot else { return };
+        let (Some(file), path, end, generation, covered) = snapshot else { return };
+        let started = Instant::now();
         let result = file.sync_data();
+        metrics::counter!("strom_log_flushes_total").increment(1);
+        metrics::histogram!("strom_log_flush_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("strom_log_appends_per_flush").record(covered as f64);
         let Ok(mut st) = log.lock() else { return };
         match result {
             Ok(()) if st.generation == generation => log.publish_durable(end),
             Ok(()) => {} // truncated meanwhile: the snapshot says nothing about the new tail
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "fsync failed; log is now failed and refuses writes");
+                metrics::counter!("strom_log_fsync_failures_total").increment(1);
                 log.latch_failed(&mut st);
             }
         }

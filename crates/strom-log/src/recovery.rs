@@ -98,6 +98,7 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
         next_offset,
         producers,
         dirty: false,
+        appends_since_flush: 0,
         generation: 0,
         failed: false,
         closed: false,
