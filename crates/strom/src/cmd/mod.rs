@@ -1,3 +1,12 @@
 //! One module per `strom` subcommand.
 
+pub mod bench;
+pub mod client;
+pub mod cluster;
+pub mod completions;
+pub mod consume;
+pub mod group;
 pub mod log_bench;
+pub mod produce;
+pub mod topic;
+pub mod serve;

@@ -1,0 +1,151 @@
+//! Fetch: stored batches as they are (`Bytes`, no per-record decode), within the partition and
+//! total byte limits, up to the high watermark; long polling until `min_bytes` are available
+//! or `max_wait_ms` passes, woken by each partition's high-watermark watch (never a sleep loop).
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
+//! clients to send full fetch requests.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use strom_log::{PartitionLog, ReadBound};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::dispatch::{Handled, RequestContext};
+use crate::error::log_error_code;
+
+/// One requested partition.
+struct Wanted {
+    partition: i32,
+    log: Option<PartitionLog>,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// Resolves the requested partitions now; reads and waits in the deferred part.
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchResponse> {
+    if ctx.version >= 7 && req.session_id != 0 {
+        // We never hand out a session id, so a client cannot legitimately send one.
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code()).into();
+    }
+    let state = ctx.state.clone();
+    let plan: Vec<(TopicName, Vec<Wanted>)> = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| Wanted {
+                    partition: p.partition,
+                    log: state.partition_log(&t.topic.0, p.partition),
+                    offset: p.fetch_offset,
+                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0).max(1),
+                })
+                .collect();
+            (t.topic, parts)
+        })
+        .collect();
+    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
+    let shutdown = state.shutdown.clone();
+    Handled::Later(Box::pin(async move {
+        let deadline = Instant::now() + max_wait;
+        let mut watches: Vec<watch::Receiver<i64>> =
+            plan.iter().flat_map(|(_, ps)| ps.iter().filter_map(|w| w.log.as_ref().map(|l| l.watch_high_watermark()))).collect();
+        loop {
+            // Mark the current values seen *before* reading, so an append that lands after
+            // the read still wakes us.
+            for w in &mut watches {
+                w.borrow_and_update();
+            }
+            let (response, bytes, any_error) = read_all(&plan, max_bytes);
+            if bytes >= min_bytes || any_error || Instant::now() >= deadline || shutdown.is_cancelled() {
+                return response;
+            }
+            tokio::select! {
+                _ = changed_any(&mut watches) => {
+                    // A watch whose partition went away would wake us forever; drop it.
+                    watches.retain(|w| w.has_changed().is_ok());
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }))
+}
+
+/// Reads every requested partition once. Returns the response, the record bytes in it, and
+/// whether any partition has an error (which ends a long poll at once, as in Kafka).
+fn read_all(plan: &[(TopicName, Vec<Wanted>)], max_bytes: usize) -> (FetchResponse, usize, bool) {
+    let mut used = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(plan.len());
+    for (name, parts) in plan {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for w in parts {
+            let (data, n) = read_one(w, max_bytes.saturating_sub(used), used == 0);
+            any_error |= data.error_code != 0;
+            used += n;
+            partitions.push(data);
+        }
+        topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
+    }
+    (FetchResponse::default().with_responses(topics), used, any_error)
+}
+
+/// Reads one partition within `budget` bytes. The first partition that returns data may
+/// exceed the budget by one batch (clients must make progress past a large batch); later
+/// partitions return nothing rather than exceed it.
+fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
+    let data = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(Vec::new()));
+    let Some(log) = &w.log else {
+        return (
+            data.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1),
+            0,
+        );
+    };
+    let with_offsets = |d: PartitionData, hw: i64, start: i64| {
+        d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(start)
+    };
+    if budget == 0 {
+        let d = with_offsets(data, log.high_watermark(), log.log_start_offset());
+        return (d.with_records(Some(Bytes::new())), 0);
+    }
+    match log.read(w.offset, w.max_bytes.min(budget), ReadBound::HighWatermark) {
+        Ok(r) => {
+            let records = if !first && r.records.len() > budget { Bytes::new() } else { r.records };
+            let n = records.len();
+            (with_offsets(data, r.high_watermark, r.log_start_offset).with_records(Some(records)), n)
+        }
+        Err(e) => {
+            let d = with_offsets(data, log.high_watermark(), log.log_start_offset());
+            (d.with_error_code(log_error_code(&e)).with_records(Some(Bytes::new())), 0)
+        }
+    }
+}
+
+/// Resolves when any of the watches changes (or its partition goes away).
+async fn changed_any(watches: &mut [watch::Receiver<i64>]) {
+    if watches.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut futs: Vec<Pin<Box<_>>> = watches.iter_mut().map(|w| Box::pin(w.changed())).collect();
+    poll_fn(|cx| {
+        for f in &mut futs {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}

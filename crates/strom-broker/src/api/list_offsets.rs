@@ -1,0 +1,77 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark) and by timestamp (the first
+//! record whose timestamp is at or after the target). Max-timestamp (-3) needs v7, which is not
+//! advertised.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+use strom_log::PartitionLog;
+use tracing::warn;
+
+use crate::dispatch::RequestContext;
+use crate::error::log_error_code;
+
+/// `timestamp` value asking for the log start offset.
+pub const EARLIEST: i64 = -2;
+/// `timestamp` value asking for the end offset (the high watermark).
+pub const LATEST: i64 = -1;
+
+/// Looks up each requested partition's offset.
+pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let state = &ctx.state;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let r = if ctx.version >= 4 { r.with_leader_epoch(0) } else { r };
+                    let Some(log) = state.partition_log(&t.name.0, p.partition_index) else {
+                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1);
+                    };
+                    match lookup(&log, p.timestamp) {
+                        Ok((offset, timestamp)) => r.with_offset(offset).with_timestamp(timestamp),
+                        Err(code) => r.with_error_code(code).with_offset(-1).with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// `(offset, timestamp)` for one partition, or an error code.
+fn lookup(log: &PartitionLog, target: i64) -> Result<(i64, i64), i16> {
+    match target {
+        EARLIEST => Ok((log.log_start_offset(), -1)),
+        LATEST => Ok((log.high_watermark(), -1)),
+        t if t >= 0 => by_timestamp(log, t),
+        _ => Err(ResponseError::UnsupportedVersion.code()),
+    }
+}
+
+/// The first record at or after `target` below the high watermark; `(-1, -1)` when none.
+fn by_timestamp(log: &PartitionLog, target: i64) -> Result<(i64, i64), i16> {
+    let batch = match log.find_batch_by_timestamp(target) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok((-1, -1)),
+        Err(e) => return Err(log_error_code(&e)),
+    };
+    let mut buf = batch;
+    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+        warn!(topic = log.topic(), partition = log.partition(), error = %e, "stored batch does not decode");
+        ResponseError::CorruptMessage.code()
+    })?;
+    let hw = log.high_watermark();
+    Ok(set
+        .records
+        .iter()
+        .find(|r| r.timestamp >= target)
+        .filter(|r| r.offset < hw)
+        .map_or((-1, -1), |r| (r.offset, r.timestamp)))
+}

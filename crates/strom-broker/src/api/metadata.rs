@@ -1,0 +1,115 @@
+//! Metadata (topics, partitions, this broker as leader of everything; topic auto-creation) and
+//! DescribeCluster.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use tracing::debug;
+
+use super::{str_bytes, topic_name};
+use crate::dispatch::RequestContext;
+use crate::error::Error;
+use crate::metadata::TopicMeta;
+use crate::state::BrokerState;
+
+/// Answers Metadata; creates requested topics that do not exist when both the request and the
+/// broker config allow it.
+pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+    let state = &ctx.state;
+    let version = ctx.version;
+    // Before v4 there is no flag and Kafka always allowed auto-creation.
+    let may_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topics = match req.topics {
+        // All topics: a null list, or (v0 only) an empty one.
+        // Internal topics (`__consumer_offsets`) are left out of listings; asked by name, they
+        // are answered like any other topic.
+        None => listed_topics(state),
+        Some(list) if version == 0 && list.is_empty() => listed_topics(state),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                out.push(match t.name {
+                    Some(name) => named_topic(state, &name.0, may_create).await,
+                    None => match state.metadata.topic_by_id(t.topic_id) {
+                        Some(meta) => topic_entry(state, &meta),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(t.topic_id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    },
+                });
+            }
+            out
+        }
+    };
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(state.node_id()))
+        .with_host(str_bytes(&state.advertised_host))
+        .with_port(state.advertised_port);
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(str_bytes(&state.metadata.cluster_id())))
+        .with_controller_id(BrokerId(state.node_id()))
+        .with_topics(topics)
+}
+
+async fn named_topic(state: &BrokerState, name: &str, may_create: bool) -> MetadataResponseTopic {
+    if let Some(meta) = state.metadata.topic(name) {
+        return topic_entry(state, &meta);
+    }
+    let error = |e: &Error| MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(e.code());
+    // Internal topics are created by their subsystem, never by a client's Metadata request.
+    if !may_create || crate::groups::is_internal_topic(name) {
+        return error(&Error::UnknownTopic(name.to_string()));
+    }
+    match state.create_topic(name, -1, -1, Default::default(), false).await {
+        Ok(meta) => {
+            debug!(topic = name, "auto-created topic");
+            topic_entry(state, &meta)
+        }
+        // Another request created it between our lookup and the create.
+        Err(Error::TopicExists(_)) => match state.metadata.topic(name) {
+            Some(meta) => topic_entry(state, &meta),
+            None => error(&Error::UnknownTopic(name.to_string())),
+        },
+        Err(e) => error(&e),
+    }
+}
+
+/// Every topic but the internal ones.
+fn listed_topics(state: &BrokerState) -> Vec<MetadataResponseTopic> {
+    let topics = state.metadata.topics();
+    topics.iter().filter(|t| !crate::groups::is_internal_topic(&t.name)).map(|t| topic_entry(state, t)).collect()
+}
+
+fn topic_entry(state: &BrokerState, t: &TopicMeta) -> MetadataResponseTopic {
+    let me = BrokerId(state.node_id());
+    let partitions = (0..t.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(me)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(t.id)
+        .with_is_internal(crate::groups::is_internal_topic(&t.name))
+        .with_partitions(partitions)
+}
+
+/// Answers DescribeCluster: this one broker, which is also the controller.
+pub async fn describe_cluster(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let state = &ctx.state;
+    let broker = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(state.node_id()))
+        .with_host(str_bytes(&state.advertised_host))
+        .with_port(state.advertised_port);
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&state.metadata.cluster_id()))
+        .with_controller_id(BrokerId(state.node_id()))
+        .with_brokers(vec![broker])
+}

@@ -1,0 +1,105 @@
+//! Produce: append each partition's record set as received (a `Bytes` slice of the request
+//! frame: no per-record decode, no recompression), in arrival order; then, unless `acks=0`,
+//! answer once every append is durable under its flush policy (`acks=1` and `acks=-1` both
+//! wait for the group-commit fsync on this single node).
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_log::{AppendInfo, PartitionLog};
+use tracing::debug;
+
+use super::str_bytes;
+use crate::dispatch::{Handled, RequestContext};
+use crate::error::log_error_code;
+
+/// The outcome of one partition's append, before the durability wait.
+enum Appended {
+    /// Appended (or recognised as a duplicate); wait for durability before answering.
+    Ok { log: PartitionLog, info: AppendInfo },
+    /// Rejected with this error code and message.
+    Failed { code: i16, message: Option<String> },
+}
+
+/// Appends every partition's records now; answers later (after the fsync) or never (`acks=0`).
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<ProduceResponse> {
+    let state = &ctx.state;
+    let acks = req.acks;
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name: &str = &topic.name.0;
+        let mut parts = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                Appended::Failed { code: ResponseError::InvalidRequiredAcks.code(), message: None }
+            } else if req.transactional_id.is_some() {
+                Appended::Failed {
+                    code: ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    message: Some("transactions are not supported by this broker".into()),
+                }
+            } else {
+                append(state.partition_log(name, p.index), p.records, name, p.index)
+            };
+            parts.push((p.index, outcome));
+        }
+        topics.push((topic.name, parts));
+    }
+    if acks == 0 {
+        // No response to carry an error: like Kafka, close the connection instead, so the
+        // client notices and refreshes its metadata.
+        let failed = topics.iter().flat_map(|(name, parts)| parts.iter().map(move |(i, o)| (name, i, o))).find_map(|(name, i, o)| match o {
+            Appended::Failed { code, .. } => Some(format!("acks=0 produce to {}-{i} failed with error {code}", name.0)),
+            Appended::Ok { .. } => None,
+        });
+        return match failed {
+            Some(reason) => Handled::Close(reason),
+            None => Handled::NoResponse,
+        };
+    }
+    Handled::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, parts) in topics {
+            let mut partition_responses = Vec::with_capacity(parts.len());
+            for (index, outcome) in parts {
+                partition_responses.push(respond(index, outcome).await);
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+        }
+        ProduceResponse::default().with_responses(responses)
+    }))
+}
+
+fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str, partition: i32) -> Appended {
+    let Some(log) = log else {
+        return Appended::Failed { code: ResponseError::UnknownTopicOrPartition.code(), message: None };
+    };
+    let Some(records) = records else {
+        return Appended::Failed { code: ResponseError::CorruptMessage.code(), message: Some("null record set".into()) };
+    };
+    match log.append(records, 0) {
+        Ok(info) => Appended::Ok { log, info },
+        Err(e) => {
+            debug!(topic, partition, error = %e, "append rejected");
+            Appended::Failed { code: log_error_code(&e), message: Some(e.to_string()) }
+        }
+    }
+}
+
+async fn respond(index: i32, outcome: Appended) -> PartitionProduceResponse {
+    let r = PartitionProduceResponse::default().with_index(index);
+    match outcome {
+        Appended::Ok { log, info } => match log.wait_durable(info.last_offset).await {
+            Ok(()) => r
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(log.log_start_offset()),
+            Err(e) => r
+                .with_error_code(log_error_code(&e))
+                .with_base_offset(-1)
+                .with_error_message(Some(str_bytes(&e.to_string()))),
+        },
+        Appended::Failed { code, message } => {
+            r.with_error_code(code).with_base_offset(-1).with_error_message(message.as_deref().map(str_bytes))
+        }
+    }
+}

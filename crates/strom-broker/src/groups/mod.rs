@@ -1,0 +1,410 @@
+//! The group coordinator (classic group protocol) and committed offsets.
+//!
+//! This single broker coordinates every group. Each group is a task ([`actor`]) that owns the
+//! group's state machine ([`engine`], pure and unit-tested) and its committed offsets
+//! ([`offsets`]), and writes both to the internal topic `__consumer_offsets` ([`store`],
+//! [`records`]) in the same log engine as the data, so they get the same fsync and recovery.
+//! A commit is acknowledged only once its record is durable; at startup the topic is replayed
+//! from its start to rebuild every group and offset.
+//!
+//! Module map:
+//! - [`config`]: [`GroupConfig`], Kafka's `group.*` and `offsets.*` settings.
+//! - [`engine`]: one group as a pure state machine (events in, replies and writes out).
+//! - [`actor`]: the task around one group: channel, timers, writes, reply channels.
+//! - [`offsets`]: one group's committed offsets and their expiry.
+//! - [`records`]: the internal topic's key/value layout (Kafka's) and batches.
+//! - [`store`]: the internal topic's partitions: append, replay.
+
+pub mod actor;
+pub mod config;
+pub mod engine;
+pub mod offsets;
+pub mod records;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::sync::mpsc::error::SendError;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub use self::config::GroupConfig;
+pub use self::store::{OFFSETS_TOPIC, is_internal_topic};
+
+use self::actor::{Clock, DeleteOffsetsResult, Event, Handle, LeaveResult, Summary};
+use self::engine::{EngineConfig, Group, GroupDescription, GroupRecord, GroupState, JoinRequest, JoinResult, LeaveMember, Now, SyncRequest, SyncResult};
+use self::offsets::{GroupOffsets, TopicPartition};
+use self::records::{InternalRecord, OffsetValue};
+use self::store::OffsetsLog;
+use crate::error::{Error, Result};
+use crate::state::BrokerState;
+use crate::topic_config::{self, TopicConfigs};
+
+/// The group coordinator: a cheap handle (`Arc` inside) shared by every connection.
+#[derive(Debug, Clone)]
+pub struct GroupCoordinator {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the coordinator handle and every group task.
+pub(crate) struct Shared {
+    config: GroupConfig,
+    engine: EngineConfig,
+    clock: Clock,
+    shutdown: CancellationToken,
+    /// Set once the internal topic has been replayed; until then requests get
+    /// `COORDINATOR_LOAD_IN_PROGRESS`.
+    log: OnceLock<OffsetsLog>,
+    registry: Mutex<Registry>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    groups: HashMap<String, Handle>,
+    next_id: u64,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Nothing under this lock can panic (map operations only), so poisoning means a bug
+        // elsewhere; keep serving with the data as it is.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn log(&self) -> Result<&OffsetsLog> {
+        self.log.get().ok_or_else(|| Error::InvalidRequest("the group coordinator is still loading".into()))
+    }
+
+    fn spawn_group(self: &Arc<Self>, reg: &mut Registry, group_id: &str, group: Group, offsets: GroupOffsets) -> Handle {
+        reg.next_id += 1;
+        let handle = actor::spawn(self.clone(), reg.next_id, group, offsets);
+        reg.groups.insert(group_id.to_string(), handle.clone());
+        handle
+    }
+
+    /// The task of `group_id`, started (as a new empty group) when `create` is set.
+    fn handle(self: &Arc<Self>, group_id: &str, create: bool) -> Option<Handle> {
+        let mut reg = self.registry();
+        if let Some(h) = reg.groups.get(group_id) {
+            return Some(h.clone());
+        }
+        if !create {
+            return None;
+        }
+        // A group created by a commit alone counts as empty since the epoch, so its offsets
+        // expire by their commit time (as Kafka's do for groups without metadata).
+        let now = Now { wall_ms: 0, ..self.clock.now() };
+        let group = Group::new(group_id, self.engine, now);
+        Some(self.spawn_group(&mut reg, group_id, group, GroupOffsets::default()))
+    }
+
+    /// Called by a task that is about to exit.
+    pub(crate) fn deregister(&self, group_id: &str, id: u64) {
+        let mut reg = self.registry();
+        if reg.groups.get(group_id).is_some_and(|h| h.id == id) {
+            reg.groups.remove(group_id);
+        }
+    }
+
+    /// Hands an event queued at an exiting task to the group's next task.
+    pub(crate) fn reroute(self: &Arc<Self>, group_id: String, ev: Event) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _ = shared.send(&group_id, true, ev).await;
+        });
+    }
+
+    /// Sends `ev` to the group's task; `Err` gives the event back when the group does not exist
+    /// (and `create` is not set).
+    async fn send(self: &Arc<Self>, group_id: &str, create: bool, mut ev: Event) -> std::result::Result<(), Event> {
+        for _ in 0..4 {
+            let Some(h) = self.handle(group_id, create) else { return Err(ev) };
+            match h.tx.send(ev).await {
+                Ok(()) => return Ok(()),
+                Err(SendError(back)) => {
+                    // The task exited between lookup and send: forget it and retry.
+                    self.deregister(group_id, h.id);
+                    ev = back;
+                }
+            }
+        }
+        Err(ev)
+    }
+}
+
+/// A delayed answer: resolves to the coordinator's reply, or to `fallback` if the group's task
+/// went away before answering (shutdown).
+async fn answer<T>(rx: oneshot::Receiver<T>, fallback: T) -> T {
+    rx.await.unwrap_or(fallback)
+}
+
+impl GroupCoordinator {
+    /// A coordinator that answers `COORDINATOR_LOAD_IN_PROGRESS` until [`load`](Self::load)
+    /// has run. Group tasks stop when `shutdown` is cancelled.
+    pub fn new(config: GroupConfig, shutdown: CancellationToken) -> GroupCoordinator {
+        let engine = EngineConfig::from(&config);
+        GroupCoordinator {
+            shared: Arc::new(Shared {
+                config,
+                engine,
+                clock: Clock::new(),
+                shutdown,
+                log: OnceLock::new(),
+                registry: Mutex::new(Registry::default()),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GroupConfig {
+        &self.shared.config
+    }
+
+    /// Creates the internal topic if the registry lacks it, then replays it
+    /// ([`load_from`](Self::load_from)). Runs once, after the broker has reconciled its logs.
+    pub async fn load(&self, state: &BrokerState) -> Result<()> {
+        let partitions = match state.metadata.topic(OFFSETS_TOPIC) {
+            Some(t) => t.partitions,
+            None => {
+                let configs = internal_topic_configs(&self.shared.config);
+                let meta = state.create_topic(OFFSETS_TOPIC, self.shared.config.offsets_topic_partitions, 1, configs, false).await?;
+                tracing::info!(partitions = meta.partitions, "created the internal offsets topic");
+                meta.partitions
+            }
+        };
+        if partitions != self.shared.config.offsets_topic_partitions {
+            tracing::warn!(
+                existing = partitions,
+                configured = self.shared.config.offsets_topic_partitions,
+                "the internal offsets topic keeps the partition count it was created with"
+            );
+        }
+        let mut logs = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let log = state.partition_log(OFFSETS_TOPIC, p).ok_or_else(|| Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")))?;
+            logs.push(log);
+        }
+        self.load_from(OffsetsLog::new(logs))
+    }
+
+    /// Replays the internal topic, starts a task per group found and the periodic offset
+    /// expiry. Groups resume in the state their last record describes: a Stable group keeps
+    /// its generation and members, who must heartbeat within their session timeouts.
+    pub fn load_from(&self, log: OffsetsLog) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut found: HashMap<String, (Option<GroupRecord>, GroupOffsets)> = HashMap::new();
+        let stats = log.replay(|_, offset, record| match record {
+            InternalRecord::Offset { group, topic, partition, value } => {
+                found.entry(group).or_default().1.apply((topic, partition), value, offset);
+            }
+            InternalRecord::Group { group, value } => {
+                let entry = found.entry(group).or_default();
+                entry.0 = value;
+            }
+        })?;
+        let now = self.shared.clock.now();
+        let mut reg = self.shared.registry();
+        let mut groups = 0;
+        for (id, (record, offsets)) in found {
+            let group = match &record {
+                Some(r) => Group::from_record(&id, self.shared.engine, r, now),
+                None if offsets.is_empty() => continue,
+                None => Group::new(&id, self.shared.engine, Now { wall_ms: 0, ..now }),
+            };
+            groups += 1;
+            self.shared.spawn_group(&mut reg, &id, group, offsets);
+        }
+        drop(reg);
+        if self.shared.log.set(log).is_err() {
+            return Err(Error::InvalidRequest("the group coordinator was loaded twice".into()));
+        }
+        tracing::info!(groups, records = stats.records, skipped = stats.skipped, elapsed_ms = started.elapsed().as_millis() as u64, "group coordinator loaded");
+        self.start_expiry();
+        Ok(())
+    }
+
+    fn start_expiry(&self) {
+        let every = Duration::from_millis(self.shared.config.offsets_retention_check_interval_ms);
+        let weak = Arc::downgrade(&self.shared);
+        let shutdown = self.shared.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let Some(shared) = weak.upgrade() else { return };
+                GroupCoordinator { shared }.expire_offsets(Clock::new().now().wall_ms);
+            }
+        });
+    }
+
+    /// Asks every group to expire offsets past `offsets.retention.minutes` at `now_wall_ms`
+    /// (the periodic check calls this; tests call it with a future time).
+    pub fn expire_offsets(&self, now_wall_ms: i64) {
+        let handles: Vec<Handle> = self.shared.registry().groups.values().cloned().collect();
+        for h in handles {
+            let _ = h.tx.try_send(Event::Expire(now_wall_ms));
+        }
+    }
+
+    /// Checks a group id: at most `max_group_id_bytes` long, and not empty unless `allow_empty`
+    /// (Kafka accepts the empty group id for offset commits and fetches only).
+    pub fn check_group_id(&self, group_id: &str, allow_empty: bool) -> std::result::Result<(), ResponseError> {
+        if (group_id.is_empty() && !allow_empty) || group_id.len() > self.shared.config.max_group_id_bytes {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        if self.shared.log.get().is_none() {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(())
+    }
+
+    /// JoinGroup: returns the (possibly delayed) answer.
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> impl Future<Output = JoinResult> + Send + 'static {
+        let member_id = req.member_id.clone();
+        let (tx, rx) = oneshot::channel();
+        // A known member id for a group that does not exist is an error, not a new group.
+        let create = req.member_id.is_empty();
+        let sent = self.shared.send(group_id, create, Event::Join(req, tx)).await;
+        let fallback = JoinResult::error(member_id.clone(), ResponseError::CoordinatorNotAvailable);
+        let early = sent.err().map(|_| JoinResult::error(member_id, ResponseError::UnknownMemberId));
+        async move {
+            match early {
+                Some(r) => r,
+                None => answer(rx, fallback).await,
+            }
+        }
+    }
+
+    /// SyncGroup: returns the (possibly delayed) answer.
+    pub async fn sync(&self, group_id: &str, req: SyncRequest) -> impl Future<Output = SyncResult> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.shared.send(group_id, false, Event::Sync(req, tx)).await;
+        async move {
+            match sent {
+                Err(_) => SyncResult::error(ResponseError::UnknownMemberId),
+                Ok(()) => answer(rx, SyncResult::error(ResponseError::CoordinatorNotAvailable)).await,
+            }
+        }
+    }
+
+    /// Heartbeat.
+    pub async fn heartbeat(&self, group_id: &str, member_id: String, instance: Option<String>, generation: i32) -> std::result::Result<(), ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        match self.shared.send(group_id, false, Event::Heartbeat(member_id, instance, generation, tx)).await {
+            Err(_) => Err(ResponseError::UnknownMemberId),
+            Ok(()) => answer(rx, Err(ResponseError::CoordinatorNotAvailable)).await,
+        }
+    }
+
+    /// LeaveGroup.
+    pub async fn leave(&self, group_id: &str, members: Vec<LeaveMember>) -> LeaveResult {
+        let n = members.len();
+        let (tx, rx) = oneshot::channel();
+        match self.shared.send(group_id, false, Event::Leave(members, tx)).await {
+            Err(_) => Ok(vec![Err(ResponseError::UnknownMemberId); n]),
+            Ok(()) => answer(rx, Err(ResponseError::CoordinatorNotAvailable)).await,
+        }
+    }
+
+    /// OffsetCommit of partitions the caller has already checked (topic exists, metadata not
+    /// too large). Resolves once the offsets are durable, or with the group-level error that
+    /// applies to all of them.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: String,
+        instance: Option<String>,
+        entries: Vec<(TopicPartition, OffsetValue)>,
+    ) -> impl Future<Output = std::result::Result<(), ResponseError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        // A group that does not exist accepts commits only from outside group management.
+        let create = generation < 0;
+        let ev = Event::Commit { generation, member_id, instance, entries, reply: tx };
+        let sent = self.shared.send(group_id, create, ev).await;
+        async move {
+            match sent {
+                Err(_) => Err(ResponseError::IllegalGeneration),
+                Ok(()) => answer(rx, Err(ResponseError::CoordinatorNotAvailable)).await,
+            }
+        }
+    }
+
+    /// OffsetFetch: the committed offset of each asked partition (`None`: not committed), or
+    /// with `None`, every committed partition of the group.
+    pub async fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<TopicPartition>>) -> std::result::Result<Vec<(TopicPartition, Option<OffsetValue>)>, ResponseError> {
+        let asked = partitions.clone();
+        let (tx, rx) = oneshot::channel();
+        match self.shared.send(group_id, false, Event::Fetch(partitions, tx)).await {
+            Err(_) => Ok(asked.unwrap_or_default().into_iter().map(|tp| (tp, None)).collect()),
+            Ok(()) => rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Every group with its state and protocol type (ListGroups).
+    pub fn list(&self) -> Vec<(String, Summary)> {
+        let reg = self.shared.registry();
+        let mut v: Vec<(String, Summary)> = reg
+            .groups
+            .iter()
+            .filter_map(|(id, h)| {
+                let s = h.summary.lock().map(|s| s.clone()).ok()?;
+                (s.state != GroupState::Dead).then(|| (id.clone(), s))
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// DescribeGroups: `None` for a group that does not exist.
+    pub async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.send(group_id, false, Event::Describe(tx)).await.ok()?;
+        rx.await.ok().filter(|d| d.state != GroupState::Dead)
+    }
+
+    /// DeleteGroups: deletes an empty group and its offsets, durably.
+    pub async fn delete_group(&self, group_id: &str) -> std::result::Result<(), ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        match self.shared.send(group_id, false, Event::Delete(tx)).await {
+            Err(_) => Err(ResponseError::GroupIdNotFound),
+            Ok(()) => answer(rx, Err(ResponseError::CoordinatorNotAvailable)).await,
+        }
+    }
+
+    /// OffsetDelete.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<TopicPartition>) -> DeleteOffsetsResult {
+        let (tx, rx) = oneshot::channel();
+        match self.shared.send(group_id, false, Event::DeleteOffsets(partitions, tx)).await {
+            Err(_) => Err(ResponseError::GroupIdNotFound),
+            Ok(()) => answer(rx, Err(ResponseError::CoordinatorNotAvailable)).await,
+        }
+    }
+}
+
+/// Topic configs of the internal topic: never deleted by retention (compaction does not exist
+/// yet, so the topic grows with every commit), always fsynced before a commit is acknowledged.
+pub fn internal_topic_configs(config: &GroupConfig) -> TopicConfigs {
+    let mut c = TopicConfigs::new();
+    c.insert(topic_config::RETENTION_MS.into(), "-1".into());
+    c.insert(topic_config::RETENTION_BYTES.into(), "-1".into());
+    c.insert(topic_config::SEGMENT_BYTES.into(), config.offsets_topic_segment_bytes.to_string());
+    c.insert(topic_config::FLUSH_POLICY.into(), "always".into());
+    c
+}

@@ -1,0 +1,40 @@
+//! `strom-broker`: Strom's Kafka-protocol server. Unmodified Kafka clients connect to it and
+//! cannot tell it is not Kafka; every produced batch goes through [`strom_log`] and is fsynced
+//! (group-committed) before it is acknowledged.
+//!
+//! Module map:
+//! - [`config`]: [`Config`], the broker's one configuration struct (TOML file + CLI overrides),
+//!   and [`LogDefaults`], the topic-config defaults.
+//! - [`error`]: [`Error`], and the one place where errors become Kafka error codes.
+//! - [`server`]: [`Broker`]: binds the listener, runs the accept loop, shuts down gracefully.
+//! - [`connection`]: one client connection: size-prefixed frames, pipelined requests, responses
+//!   written strictly in request order.
+//! - [`dispatch`]: API key -> handler, and the ApiVersions table derived from it.
+//! - [`state`]: [`BrokerState`], the context every handler gets (logs, metadata, config, ...).
+//! - [`metadata`]: the topic registry behind the [`MetadataStore`] trait; [`LocalMetadataStore`]
+//!   persists it in the data directory.
+//! - [`topic_config`]: Kafka topic configs (`retention.ms`, ...) <-> [`strom_log::LogConfig`].
+//! - [`producer_ids`]: InitProducerId allocation, durable across restarts.
+//! - [`groups`]: the group coordinator: consumer groups and committed offsets, kept in the
+//!   internal `__consumer_offsets` topic.
+//! - [`metrics`]: the Prometheus recorder and the `/metrics` + `/health` HTTP endpoint.
+//! - [`api`]: one small module per API family: decode, execute, respond.
+
+pub mod api;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod error;
+pub mod groups;
+pub mod metadata;
+pub mod metrics;
+pub mod producer_ids;
+pub mod server;
+pub mod state;
+pub mod topic_config;
+
+pub use config::{Config, LogDefaults};
+pub use error::{Error, Result};
+pub use metadata::{LocalMetadataStore, MetadataStore, TopicMeta};
+pub use server::Broker;
+pub use state::BrokerState;

@@ -1,0 +1,138 @@
+//! Prometheus metrics: one process-wide recorder (the `metrics` facade with
+//! `metrics-exporter-prometheus`), rendered in the Prometheus text format at `/metrics` by
+//! [`serve_http`], next to a `/health` readiness check.
+//!
+//! Code anywhere in Strom records through the `metrics` macros (`strom-log` records its
+//! flushes that way without knowing about Prometheus). Per-partition gauges (log size, log
+//! end, high watermark) and group lag are computed at scrape time by the hook passed to
+//! [`serve_http`], so the hot paths pay nothing for them.
+//!
+//! Names follow Prometheus conventions: `strom_..._total` counters, `_seconds` and `_bytes`
+//! units.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Latency buckets (seconds): 50 µs to 10 s, dense where fsync and loopback round trips live.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Appends covered by one fsync.
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle) and
+/// describes every metric Strom records.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("strom_log_appends_per_flush".into()), COUNT_BUCKETS))
+                .map(|b| b.build_recorder());
+            let recorder = match recorder {
+                Ok(r) => r,
+                // Only reachable with an empty bucket list, which the constants above are not.
+                Err(e) => unreachable!("static bucket configuration rejected: {e}"),
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("strom_requests_total", "Kafka requests handled, by API and error code.");
+    describe_histogram!("strom_request_duration_seconds", Unit::Seconds, "Time from reading a request to its response being ready, by API.");
+    describe_counter!("strom_produced_bytes_total", Unit::Bytes, "Record-batch bytes appended, by topic.");
+    describe_counter!("strom_produced_records_total", "Records appended, by topic.");
+    describe_counter!("strom_fetched_bytes_total", Unit::Bytes, "Record-batch bytes returned to fetchers, by topic.");
+    describe_gauge!("strom_active_connections", "Client connections open now.");
+    describe_gauge!("strom_partitions", "Partition logs held by this broker.");
+    describe_gauge!("strom_partition_log_size_bytes", Unit::Bytes, "Bytes held by a partition's segments.");
+    describe_gauge!("strom_partition_log_end_offset", "Next offset a partition will assign.");
+    describe_gauge!("strom_partition_high_watermark", "Offsets below this are visible to consumers.");
+    describe_gauge!("strom_partition_log_start_offset", "First offset a partition still holds.");
+    describe_gauge!("strom_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas (0 until replication exists).");
+    describe_gauge!("strom_consumer_group_lag", "High watermark minus committed offset, by group, topic and partition.");
+    describe_counter!("strom_log_flushes_total", "Group-commit fsyncs run by the flusher.");
+    describe_histogram!("strom_log_flush_duration_seconds", Unit::Seconds, "Duration of one group-commit fdatasync.");
+    describe_histogram!("strom_log_appends_per_flush", "Appends made durable by one fsync (group-commit efficiency).");
+    describe_counter!("strom_log_fsync_failures_total", "Fsync failures (each latches its partition failed).");
+}
+
+/// Called right before each scrape renders, to refresh gauges derived from broker state.
+pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Serves `GET /metrics` (Prometheus text format) and `GET /health` (200 "ready" once
+/// `ready` is true, 503 before) on `listener` until `shutdown` is cancelled.
+pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: Arc<AtomicBool>, hook: ScrapeHook, shutdown: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (handle, ready, hook) = (handle.clone(), ready.clone(), hook.clone());
+        let service = service_fn(move |req: Request<Incoming>| {
+            let response = respond(&req, &handle, &ready, &hook);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, handle: &PrometheusHandle, ready: &AtomicBool, hook: &ScrapeHook) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, content_type: &'static str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+        r
+    };
+    if req.method() != hyper::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET is served\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            hook();
+            text(StatusCode::OK, "text/plain; version=0.0.4", handle.render())
+        }
+        "/health" if ready.load(Ordering::Acquire) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/health" => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n".into()),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics or /health\n".into()),
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

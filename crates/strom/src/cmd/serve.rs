@@ -1,0 +1,106 @@
+//! `strom serve`: run a single-node Kafka-compatible broker.
+//!
+//! With no arguments it listens on 127.0.0.1:9092 with data in ./strom-data. A TOML file
+//! (`--config`, see `config/strom.example.toml`) sets any field of [`strom_broker::Config`];
+//! the flags below override the file. SIGINT or SIGTERM shut down gracefully: stop accepting,
+//! finish in-flight requests, final flush, clean-shutdown marker, exit 0.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use strom_broker::{Broker, Config};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Arguments of `strom serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML config file; flags override its values. Every field is optional (see
+    /// config/strom.example.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9092]. Port 0 picks a free port.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// host:port clients are told to connect to [default: the bound address].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_address: Option<String>,
+    /// Data directory [default: ./strom-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Broker id [default: 1].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+    /// Once listening, write the bound address to this file (atomically). Used by tests and
+    /// scripts to wait for readiness without sleeping.
+    #[arg(long, value_name = "FILE", hide = true)]
+    ready_file: Option<PathBuf>,
+}
+
+/// Runs the broker until SIGINT/SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.advertised_address {
+        config.advertised_address = Some(v);
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.node_id {
+        config.node_id = v;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom-broker")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, args.ready_file))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let data_dir = config.data_dir.clone();
+    let broker = Broker::bind(config, shutdown.clone()).await?;
+    info!(addr = %broker.local_addr(), data_dir = %data_dir.display(), "strom serve: listening");
+    if let Some(path) = ready_file {
+        write_ready_file(&path, &broker.local_addr().to_string())?;
+    }
+    tokio::spawn(wait_for_signal(shutdown));
+    broker.run().await?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; stop the broker with SIGKILL");
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    info!(signal = name, "shutting down");
+    shutdown.cancel();
+}
+
+/// Writes `contents` to `path` via a temporary file and a rename, so a reader never sees a
+/// partial address.
+fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}

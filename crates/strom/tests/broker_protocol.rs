@@ -1,0 +1,315 @@
+//! Wire-level checks over raw sockets (kafka-protocol encodes the requests): ApiVersions and
+//! its v0 fallback, pipelining order, per-partition produce errors that keep the connection
+//! open, idempotent-producer sequence and epoch checks, fetch long polling, and garbage or
+//! malformed frames that close only the offending connection while real clients keep working.
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
+    MetadataRequest, ProducerId, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use common::TestBroker;
+use support::{RawConn, produce_request, raw_batch, single_partition};
+
+fn create_topic_raw(conn: &mut RawConn, name: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1),
+    ]);
+    let resp = conn.call(5, &req);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    assert_eq!(resp.topics[0].num_partitions, partitions);
+}
+
+fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(vec![
+                FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+            ]),
+        ])
+}
+
+#[test]
+fn api_versions_lists_served_apis_and_falls_back_to_v0() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    let resp = c.call(3, &ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("raw"))
+        .with_client_software_version(StrBytes::from_static_str("1")));
+    assert_eq!(resp.error_code, 0);
+    let produce = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).expect("produce listed");
+    assert_eq!((produce.min_version, produce.max_version), (3, 11));
+    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+    assert!(resp.api_keys.windows(2).all(|w| w[0].api_key < w[1].api_key), "sorted by key");
+
+    // A version from the future: answered in v0 with UNSUPPORTED_VERSION and the real list.
+    let mut frame = Vec::new();
+    let body: Vec<u8> = [&18i16.to_be_bytes()[..], &99i16.to_be_bytes(), &77i32.to_be_bytes(), &[0xff, 0xff], &[0]].concat();
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    c.write_raw(&frame);
+    let (cid, mut body) = c.recv_frame(0).expect("v0 fallback answer");
+    assert_eq!(cid, 77);
+    let v0 = ApiVersionsResponse::decode(&mut body, 0).expect("decodes as v0");
+    assert_eq!(v0.error_code, 35, "UNSUPPORTED_VERSION");
+    assert_eq!(v0.api_keys.len(), resp.api_keys.len());
+    // The connection stays usable.
+    let again = c.call(0, &ApiVersionsRequest::default());
+    assert_eq!(again.error_code, 0);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_errors_keep_the_connection() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "pipe", 1);
+
+    // Many produce requests back to back, then read every answer: in order, offsets rising.
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(c.send(7, &produce_request("pipe", 0, -1, raw_batch(-1, -1, -1, 3, 1_000))));
+    }
+    ids.push(c.send(9, &MetadataRequest::default().with_topics(None)));
+    for (i, id) in ids.iter().enumerate() {
+        let hv = if i < 50 { 0 } else { 1 };
+        let (cid, mut body) = c.recv_frame(hv).expect("response");
+        assert_eq!(cid, *id, "responses come back in request order");
+        if i < 50 {
+            let resp = kafka_protocol::messages::ProduceResponse::decode(&mut body, 7).expect("decode");
+            assert_eq!(single_partition(&resp), (0, 3 * i as i64));
+        }
+    }
+
+    // Per-partition errors, connection stays open.
+    let unknown = c.call(7, &produce_request("no-such-topic", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
+    assert_eq!(single_partition(&unknown).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let mut corrupt = raw_batch(-1, -1, -1, 2, 1).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff; // breaks the CRC
+    let resp = c.call(7, &produce_request("pipe", 0, -1, corrupt.into()));
+    assert_eq!(single_partition(&resp).0, 2, "CORRUPT_MESSAGE");
+    let bad_acks = c.call(7, &produce_request("pipe", 0, 5, raw_batch(-1, -1, -1, 1, 1)));
+    assert_eq!(single_partition(&bad_acks).0, 21, "INVALID_REQUIRED_ACKS");
+
+    // acks=0 gets no response: the next answer on the connection is the Metadata one.
+    c.send(7, &produce_request("pipe", 0, 0, raw_batch(-1, -1, -1, 1, 1)));
+    let meta = c.call(9, &MetadataRequest::default().with_topics(None));
+    assert_eq!(meta.topics.len(), 1);
+
+    // A failed acks=0 produce closes the connection (there is no response to carry the error).
+    let mut fire_and_forget = RawConn::connect(&broker.bootstrap());
+    fire_and_forget.send(7, &produce_request("no-such-topic", 0, 0, raw_batch(-1, -1, -1, 1, 1)));
+    assert!(fire_and_forget.is_closed_by_peer(), "acks=0 failure closes the connection");
+
+    // Offset out of range, and the high watermark / log start in every partition response.
+    let f = c.call(11, &fetch_req("pipe", 0, 10_000, 0));
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(p.error_code, 1, "OFFSET_OUT_OF_RANGE");
+    assert_eq!((p.high_watermark, p.log_start_offset), (151, 0));
+}
+
+#[test]
+fn idempotent_sequences_and_epochs_are_checked() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "idem", 1);
+    let init = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_eq!(init.error_code, 0);
+    assert_eq!(init.producer_epoch, 0);
+    let pid = init.producer_id.0;
+    let other = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_ne!(other.producer_id.0, pid, "ids are unique");
+
+    let first = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 0, 5, 1)));
+    assert_eq!(single_partition(&first), (0, 0));
+    // A retry of the same batch: acknowledged with the original offset, not written again.
+    let retry = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 0, 5, 1)));
+    assert_eq!(single_partition(&retry), (0, 0));
+    let next = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 5, 2, 1)));
+    assert_eq!(single_partition(&next), (0, 5));
+    let gap = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 20, 1, 1)));
+    assert_eq!(single_partition(&gap).0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+
+    // Epoch bump (KIP-360): same id, next epoch; the old epoch is then fenced.
+    let bumped = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(pid)).with_producer_epoch(0));
+    assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 1));
+    let new_epoch = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 1, 0, 1, 1)));
+    assert_eq!(single_partition(&new_epoch), (0, 7));
+    let stale = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 7, 1, 1)));
+    assert_eq!(single_partition(&stale).0, 47, "INVALID_PRODUCER_EPOCH");
+
+    let f = c.call(11, &fetch_req("idem", 0, 0, 0));
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 8, "the duplicate was not stored");
+}
+
+#[test]
+fn fetch_long_poll_wakes_on_append() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "poll", 1);
+    // Nothing to read: a long poll that must be woken by the append below, not time out.
+    let started = Instant::now();
+    let id = c.send(11, &fetch_req("poll", 0, 0, 20_000));
+    let mut producer = RawConn::connect(&broker.bootstrap());
+    std::thread::sleep(Duration::from_millis(200)); // let the fetch park (not a synchronisation: either order passes)
+    let resp = producer.call(7, &produce_request("poll", 0, -1, raw_batch(-1, -1, -1, 4, 1)));
+    assert_eq!(single_partition(&resp), (0, 0));
+    let (cid, mut body) = c.recv_frame(0).expect("fetch answer (v11: response header v0)");
+    assert_eq!(cid, id);
+    let f = kafka_protocol::messages::FetchResponse::decode(&mut body, 11).expect("decode");
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 4);
+    assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "records returned");
+    assert!(started.elapsed() < Duration::from_secs(10), "woken by the append, not the 20 s timeout");
+
+    // With no data and a short max wait, the fetch returns empty after about max_wait.
+    let started = Instant::now();
+    let f = c.call(11, &fetch_req("poll", 0, 4, 300));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(f.responses[0].partitions[0].records.as_ref().is_none_or(|r| r.is_empty()));
+}
+
+#[test]
+fn garbage_and_malformed_frames_close_only_that_connection() {
+    let broker = TestBroker::start();
+    let mut good = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut good, "safe", 1);
+    let acked = good.call(7, &produce_request("safe", 0, -1, raw_batch(-1, -1, -1, 10, 1)));
+    assert_eq!(single_partition(&acked), (0, 0));
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("random garbage", (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect()),
+        ("negative size", (-5i32).to_be_bytes().to_vec()),
+        ("size over the maximum", (200 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        ("size too small for a header", [&3i32.to_be_bytes()[..], &[1, 2, 3]].concat()),
+        ("unknown api key", [&8i32.to_be_bytes()[..], &999i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes()].concat()),
+        ("unserved version", [&10i32.to_be_bytes()[..], &0i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes(), &[0xff, 0xff]].concat()),
+        ("malformed produce body", {
+            let body = [&0i16.to_be_bytes()[..], &7i16.to_be_bytes(), &9i32.to_be_bytes(), &[0xff, 0xff], &[0x7f; 5]].concat();
+            [&(body.len() as i32).to_be_bytes()[..], &body].concat()
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut bad = RawConn::connect(&broker.bootstrap());
+        bad.write_raw(&bytes);
+        assert!(bad.is_closed_by_peer(), "{what}: the broker closes the connection");
+    }
+    // A truncated frame followed by the client going away.
+    {
+        let mut bad = RawConn::connect(&broker.bootstrap());
+        bad.write_raw(&[0, 0, 1, 0, 0, 3]);
+    }
+
+    // The good connection and a real client still work, and acknowledged data is intact.
+    let meta = good.call(9, &MetadataRequest::default().with_topics(None));
+    assert_eq!(meta.topics.len(), 1);
+    let f = good.call(11, &fetch_req("safe", 0, 0, 0));
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 10);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let p = support::producer(&broker.bootstrap(), &[]);
+        let (partition, offset) = support::send(&p, "safe", b"k", b"v").await;
+        assert_eq!((partition, offset), (0, 10));
+    });
+    let recs = support::consume_all(&broker.bootstrap(), "safe", 1);
+    assert_eq!(recs.len(), 11);
+    assert_eq!(recs[10].value.as_deref(), Some(&b"v"[..]));
+}
+
+/// Resident memory of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn thousands_of_idle_connections_cost_little() {
+    const CONNS: usize = 2_000;
+    let broker = TestBroker::start();
+    let pid = broker.pid().expect("running");
+    let mut warm = RawConn::connect(&broker.bootstrap());
+    warm.call(3, &ApiVersionsRequest::default());
+    let before = rss_kib(pid);
+    let mut conns: Vec<RawConn> = (0..CONNS).map(|_| RawConn::connect(&broker.bootstrap())).collect();
+    // Each connection makes one request, then goes idle.
+    for c in &mut conns {
+        c.send(3, &ApiVersionsRequest::default());
+    }
+    for c in &mut conns {
+        c.recv_frame(0).expect("answer");
+    }
+    let after = rss_kib(pid);
+    let per_conn = (after.saturating_sub(before)) * 1024 / CONNS as u64;
+    eprintln!("{CONNS} idle connections: RSS {before} KiB -> {after} KiB ({per_conn} bytes each)");
+    assert!(per_conn < 16 * 1024, "an idle connection costs {per_conn} bytes");
+    // Still serving.
+    let meta = warm.call(9, &MetadataRequest::default().with_topics(None));
+    assert!(meta.brokers.len() == 1);
+}
+
+/// Counts the RecordBatches in a fetched record set.
+fn batch_count(records: &bytes::Bytes) -> usize {
+    let (mut at, mut n) = (0usize, 0usize);
+    while at + 12 <= records.len() {
+        let len = i32::from_be_bytes([records[at + 8], records[at + 9], records[at + 10], records[at + 11]]) as usize;
+        at += 12 + len;
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn fetch_respects_partition_and_total_byte_limits() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "limits", 2);
+    for p in 0..2 {
+        for _ in 0..10 {
+            let r = c.call(7, &produce_request("limits", p, -1, raw_batch(-1, -1, -1, 3, 1)));
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let both = |partition_max: i32, total_max: i32| {
+        FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_bytes(total_max)
+            .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("limits"))).with_partitions(
+                (0..2).map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(partition_max)).collect(),
+            )])
+    };
+    // A tiny partition limit still returns one whole batch per partition (progress).
+    let f = c.call(11, &both(1, 1 << 20));
+    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
+    assert_eq!(counts, vec![1, 1]);
+    // A tiny total limit: the first partition returns one batch, the second nothing.
+    let f = c.call(11, &both(1 << 20, 1));
+    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
+    assert_eq!(counts, vec![1, 0]);
+    for p in &f.responses[0].partitions {
+        assert_eq!((p.high_watermark, p.last_stable_offset, p.log_start_offset), (30, 30, 0), "offsets in every partition");
+    }
+    // Generous limits return everything.
+    let f = c.call(11, &both(1 << 20, 1 << 20));
+    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
+    assert_eq!(counts, vec![10, 10]);
+}

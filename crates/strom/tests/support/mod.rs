@@ -1,0 +1,252 @@
+//! Client-side helpers for the broker end-to-end tests: rdkafka producers, consumers and admin
+//! calls, and a tiny raw-socket Kafka client (kafka-protocol) for what real clients never send.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long any single client operation may take in tests.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Timestamp (ms).
+    pub timestamp: Option<i64>,
+}
+
+/// A client config with the bootstrap server and quiet logging.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("log_level", "4").set("socket.timeout.ms", "20000");
+    c
+}
+
+/// A future producer; `extra` overrides defaults.
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    c.set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("creating producer")
+}
+
+/// An admin client.
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap).create().expect("creating admin client")
+}
+
+/// Creates a topic through the admin API and panics on failure.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = admin
+        .create_topics([&t], &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await
+        .expect("create_topics request");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+/// Reads every record of `topic` from the beginning up to the high watermarks at call time,
+/// partition by partition, in offset order.
+pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Rec> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", format!("strom-test-{}", rand::random::<u64>()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("creating consumer");
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).expect("fetch_watermarks");
+        ends.insert(p, high);
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).expect("tpl");
+        }
+    }
+    let mut out = Vec::new();
+    if tpl.count() == 0 {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ends.iter().any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end) {
+        assert!(Instant::now() < deadline, "consuming {topic} timed out: got {next:?}, want {ends:?}");
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let m = m.expect("consumer error");
+        let headers = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()))).collect())
+            .unwrap_or_default();
+        next.insert(m.partition(), m.offset() + 1);
+        if m.offset() < ends[&m.partition()] {
+            out.push(Rec {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| k.to_vec()),
+                value: m.payload().map(|v| v.to_vec()),
+                headers,
+                timestamp: m.timestamp().to_millis(),
+            });
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// Sends one record and waits for its acknowledgement: `(partition, offset)`.
+pub async fn send(p: &FutureProducer, topic: &str, key: &[u8], value: &[u8]) -> (i32, i64) {
+    let delivery = p
+        .send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(0))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send failed: {e}"));
+    (delivery.partition, delivery.offset)
+}
+
+/// A blocking raw-protocol connection.
+pub struct RawConn {
+    /// The socket.
+    pub stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl RawConn {
+    /// Connects to `addr`.
+    pub fn connect(addr: &str) -> RawConn {
+        let stream = TcpStream::connect(addr).expect("connecting");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        RawConn { stream, next_correlation: 1 }
+    }
+
+    /// Writes raw bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Encodes and sends a request; returns its correlation id.
+    pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let hv = R::header_version(version);
+        let mut body = BytesMut::new();
+        header.encode(&mut body, hv).expect("encode header");
+        req.encode(&mut body, version).expect("encode body");
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.write_raw(&frame);
+        correlation_id
+    }
+
+    /// Reads one response frame: `(correlation id, body after the header)`.
+    pub fn recv_frame(&mut self, response_header_version: i16) -> std::io::Result<(i32, Bytes)> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut buf)?;
+        let mut bytes = Bytes::from(buf);
+        let header = ResponseHeader::decode(&mut bytes, response_header_version).expect("response header");
+        Ok((header.correlation_id, bytes))
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn call<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        let id = self.send(version, req);
+        let key = ApiKey::try_from(R::KEY).expect("key");
+        let hv = if key == ApiKey::ApiVersions { 0 } else { R::Response::header_version(version) };
+        let (cid, mut body) = self.recv_frame(hv).expect("response");
+        assert_eq!(cid, id, "correlation id");
+        let resp = R::Response::decode(&mut body, version).expect("decode response");
+        assert_eq!(body.remaining(), 0, "trailing bytes in response");
+        resp
+    }
+
+    /// True when the broker has closed the connection (reads EOF or reset within the timeout).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Builds one uncompressed RecordBatch v2 of `n` records (`key-i`/`value-i`), as a producer
+/// with id `producer_id` (or -1), `epoch` and first sequence `base_sequence` would send it.
+pub fn raw_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: usize, timestamp: i64) -> Bytes {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol starts a new batch unless offset - sequence stays constant; without
+            // a producer id the batch's base sequence (the first record's) is -1 as Kafka expects.
+            sequence: if producer_id >= 0 { base_sequence + i as i32 } else { i as i32 - 1 },
+            timestamp,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(format!("value-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .expect("encoding batch");
+    buf.freeze()
+}
+
+/// A ProduceRequest with one record set for `topic`/`partition`.
+pub fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+    ])
+}
+
+/// The single partition response of a one-partition produce.
+pub fn single_partition(resp: &kafka_protocol::messages::ProduceResponse) -> (i16, i64) {
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}

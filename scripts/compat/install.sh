@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the clients the compatibility checks use: Debian's kcat and PyPI's kafka-python.
+set -euo pipefail
+if ! command -v kcat >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat
+fi
+if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+    python3 -m pip install -q 'kafka-python>=2.2,<4'
+fi
+echo "kcat: $(kcat -V 2>&1 | head -1 | tr -d '\n'); kafka-python: $(python3 -c 'import kafka; print(kafka.__version__)')"
