@@ -29,7 +29,7 @@ build_strom() {
 start_broker() {
     local ready="$COMPAT_TMP/ready"
     rm -f "$ready"
-    "$STROM_BIN" serve --listen 127.0.0.1:0 --data-dir "$COMPAT_TMP/data" --ready-file "$ready" \
+    "$STROM_BIN" serve --listen 127.0.0.1:0 --data-dir "$COMPAT_TMP/data" --ready-file "$ready" --metrics-listen 127.0.0.1:0 \
         >"$COMPAT_TMP/broker.log" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 60))
@@ -42,7 +42,7 @@ start_broker() {
         fi
         sleep 0.05
     done
-    BOOTSTRAP="$(cat "$ready")"
+    BOOTSTRAP="$(head -n1 "$ready")"
     echo "broker: pid $BROKER_PID at $BOOTSTRAP (data in $COMPAT_TMP/data)"
 }
 

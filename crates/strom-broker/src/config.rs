@@ -17,6 +17,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9092";
 pub const DEFAULT_DATA_DIR: &str = "./strom-data";
 /// Default broker id.
 pub const DEFAULT_NODE_ID: i32 = 1;
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9644";
 /// Default largest request frame accepted: 100 MiB, as Kafka's `socket.request.max.bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
@@ -30,6 +32,10 @@ pub struct Config {
     /// `host:port` returned to clients in Metadata and DescribeCluster, for when clients reach
     /// the broker through another address than it binds. Default: the bound address.
     pub advertised_address: Option<String>,
+    /// Address of the HTTP endpoint serving Prometheus metrics at `/metrics` and readiness at
+    /// `/health`; an empty string turns it off. Port 0 picks a free port.
+    /// Default: `127.0.0.1:9644`.
+    pub metrics_listen: String,
     /// Directory holding the partition logs, the topic registry and the producer-id block.
     /// Default: `./strom-data`.
     pub data_dir: PathBuf,
@@ -64,6 +70,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.to_string(),
             advertised_address: None,
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_string(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             node_id: DEFAULT_NODE_ID,
             auto_create_topics: true,
@@ -99,6 +106,12 @@ impl Config {
                 field: "advertised_address",
                 reason: format!("{adv:?} is not host:port"),
             })?;
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(Error::Config {
+                field: "metrics_listen",
+                reason: format!("{:?} is not ip:port (use \"\" to turn metrics off)", self.metrics_listen),
+            });
         }
         if self.node_id < 0 {
             return Err(Error::Config { field: "node_id", reason: format!("{} is negative", self.node_id) });

@@ -132,7 +132,9 @@ pub async fn serve(
     let (tx, rx) = mpsc::channel::<Reply>(state.config.max_inflight_requests);
     let reader = read_loop(state.clone(), rd, peer, connection_id, tx, shutdown);
     let writer = write_loop(wr, rx, peer);
+    metrics::gauge!("strom_active_connections").increment(1.0);
     tokio::join!(reader, writer);
+    metrics::gauge!("strom_active_connections").decrement(1.0);
     debug!(%peer, connection_id, "connection closed");
 }
 
@@ -163,17 +165,25 @@ async fn read_loop(
                 return;
             }
         };
+        let api = api_name(&frame);
+        let started = std::time::Instant::now();
         let reply = match handle_frame(&state, frame, peer, connection_id).await {
             Ok(r) => r,
             Err(Closing::Requested(reason)) => {
                 debug!(%peer, %reason, "closing connection as the protocol requires");
+                metrics::counter!("strom_requests_total", "api" => api, "outcome" => "closed").increment(1);
                 return;
             }
             Err(Closing::BadRequest(reason)) => {
                 warn!(%peer, %reason, "bad request; closing connection");
+                metrics::counter!("strom_requests_total", "api" => api, "outcome" => "bad_request").increment(1);
                 return;
             }
         };
+        // Time to the handler's decision; deferred work (fsync waits, long polls) is timed
+        // by the log's flush histogram and not counted twice here.
+        metrics::counter!("strom_requests_total", "api" => api, "outcome" => "handled").increment(1);
+        metrics::histogram!("strom_request_duration_seconds", "api" => api).record(started.elapsed().as_secs_f64());
         if tx.send(reply).await.is_err() {
             return; // The writer failed: the peer is gone.
         }
@@ -309,4 +319,28 @@ mod tests {
         let mut r = FrameReader::new(&truncated[..], 1024);
         assert!(matches!(r.next().await, Err(FrameError::Truncated(7))));
     }
+}
+
+/// The API name of a frame for metric labels (`"unknown"` for keys Kafka does not define).
+fn api_name(frame: &Bytes) -> &'static str {
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    match ApiKey::try_from(raw_key) {
+        Ok(key) => api_key_name(key),
+        Err(()) => "unknown",
+    }
+}
+
+/// A stable, lower-case-free label for an API key (the enum's name, e.g. `Produce`).
+fn api_key_name(key: ApiKey) -> &'static str {
+    // `ApiKey`'s Debug form is its variant name; leak-free because the set is finite: cache
+    // one static string per key.
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<std::collections::HashMap<i16, &'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..=i16::MAX)
+            .take(200)
+            .filter_map(|k| ApiKey::try_from(k).ok().map(|key| (k, &*Box::leak(format!("{key:?}").into_boxed_str()))))
+            .collect()
+    });
+    names.get(&(key as i16)).copied().unwrap_or("unknown")
 }

@@ -26,6 +26,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::dispatch::BoxFuture;
+use crate::state::BrokerState;
+
 /// Latency buckets (seconds): 50 µs to 10 s, dense where fsync and loopback round trips live.
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -81,7 +84,38 @@ fn describe() {
 }
 
 /// Called right before each scrape renders, to refresh gauges derived from broker state.
-pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+pub type ScrapeHook = Arc<dyn Fn() -> BoxFuture<()> + Send + Sync>;
+
+/// The scrape hook of a running broker: partition count, per-partition log size, log
+/// start/end offsets and high watermark, under-replicated partitions (always 0 on a single
+/// node: every partition has exactly one replica, in sync), and consumer-group lag
+/// (high watermark minus committed offset) for every committed partition.
+pub fn broker_scrape_hook(state: Arc<BrokerState>) -> ScrapeHook {
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let logs = state.logs.list();
+            metrics::gauge!("strom_partitions").set(logs.len() as f64);
+            metrics::gauge!("strom_under_replicated_partitions").set(0.0);
+            for log in &logs {
+                let labels = [("topic", log.topic().to_string()), ("partition", log.partition().to_string())];
+                metrics::gauge!("strom_partition_log_size_bytes", &labels).set(log.size_bytes() as f64);
+                metrics::gauge!("strom_partition_log_end_offset", &labels).set(log.log_end_offset() as f64);
+                metrics::gauge!("strom_partition_log_start_offset", &labels).set(log.log_start_offset() as f64);
+                metrics::gauge!("strom_partition_high_watermark", &labels).set(log.high_watermark() as f64);
+            }
+            for (group, _) in state.groups.list() {
+                let Ok(committed) = state.groups.fetch_offsets(&group, None).await else { continue };
+                for ((topic, partition), value) in committed {
+                    let (Some(value), Some(log)) = (value, state.logs.get(&topic, partition)) else { continue };
+                    let lag = (log.high_watermark() - value.offset).max(0);
+                    let labels = [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
+                    metrics::gauge!("strom_consumer_group_lag", &labels).set(lag as f64);
+                }
+            }
+        })
+    })
+}
 
 /// Serves `GET /metrics` (Prometheus text format) and `GET /health` (200 "ready" once
 /// `ready` is true, 503 before) on `listener` until `shutdown` is cancelled.
@@ -100,8 +134,8 @@ pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: 
         };
         let (handle, ready, hook) = (handle.clone(), ready.clone(), hook.clone());
         let service = service_fn(move |req: Request<Incoming>| {
-            let response = respond(&req, &handle, &ready, &hook);
-            async move { Ok::<_, Infallible>(response) }
+            let (handle, ready, hook) = (handle.clone(), ready.clone(), hook.clone());
+            async move { Ok::<_, Infallible>(respond(req, handle, ready, hook).await) }
         });
         tokio::spawn(async move {
             if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
@@ -111,7 +145,7 @@ pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: 
     }
 }
 
-fn respond(req: &Request<Incoming>, handle: &PrometheusHandle, ready: &AtomicBool, hook: &ScrapeHook) -> Response<Full<Bytes>> {
+async fn respond(req: Request<Incoming>, handle: PrometheusHandle, ready: Arc<AtomicBool>, hook: ScrapeHook) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, content_type: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -123,7 +157,7 @@ fn respond(req: &Request<Incoming>, handle: &PrometheusHandle, ready: &AtomicBoo
     }
     match req.uri().path() {
         "/metrics" => {
-            hook();
+            hook().await;
             text(StatusCode::OK, "text/plain; version=0.0.4", handle.render())
         }
         "/health" if ready.load(Ordering::Acquire) => text(StatusCode::OK, "text/plain", "ready\n".into()),

@@ -124,6 +124,9 @@ fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
         Ok(r) => {
             let records = if !first && r.records.len() > budget { Bytes::new() } else { r.records };
             let n = records.len();
+            if n > 0 {
+                metrics::counter!("strom_fetched_bytes_total", "topic" => log.topic().to_string()).increment(n as u64);
+            }
             (with_offsets(data, r.high_watermark, r.log_start_offset).with_records(Some(records)), n)
         }
         Err(e) => {

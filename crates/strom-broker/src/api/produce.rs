@@ -76,8 +76,15 @@ fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str,
     let Some(records) = records else {
         return Appended::Failed { code: ResponseError::CorruptMessage.code(), message: Some("null record set".into()) };
     };
+    let bytes = records.len() as u64;
     match log.append(records, 0) {
-        Ok(info) => Appended::Ok { log, info },
+        Ok(info) => {
+            if !info.duplicate {
+                metrics::counter!("strom_produced_bytes_total", "topic" => topic.to_string()).increment(bytes);
+                metrics::counter!("strom_produced_records_total", "topic" => topic.to_string()).increment(u64::from(info.record_count));
+            }
+            Appended::Ok { log, info }
+        }
         Err(e) => {
             debug!(topic, partition, error = %e, "append rejected");
             Appended::Failed { code: log_error_code(&e), message: Some(e.to_string()) }

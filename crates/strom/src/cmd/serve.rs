@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use strom_broker::{Broker, Config};
@@ -32,6 +34,10 @@ pub struct Args {
     /// Broker id [default: 1].
     #[arg(long, value_name = "ID")]
     node_id: Option<i32>,
+    /// Address of the Prometheus `/metrics` and `/health` endpoint [default: 127.0.0.1:9644];
+    /// "" turns it off.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<String>,
     /// Once listening, write the bound address to this file (atomically). Used by tests and
     /// scripts to wait for readiness without sleeping.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -56,6 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.node_id {
         config.node_id = v;
     }
+    if let Some(v) = args.metrics_listen {
+        config.metrics_listen = v;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom-broker")
@@ -68,11 +77,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let data_dir = config.data_dir.clone();
+    let metrics_listen = config.metrics_listen.clone();
+    let handle = strom_broker::metrics::install();
     let broker = Broker::bind(config, shutdown.clone()).await?;
     info!(addr = %broker.local_addr(), data_dir = %data_dir.display(), "strom serve: listening");
-    if let Some(path) = ready_file {
-        write_ready_file(&path, &broker.local_addr().to_string())?;
+    let mut ready_contents = broker.local_addr().to_string();
+    let ready = Arc::new(AtomicBool::new(false));
+    if !metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr = metrics_listen.parse().with_context(|| format!("metrics address {metrics_listen:?}"))?;
+        let listener = strom_broker::metrics::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        let bound = listener.local_addr().context("reading the metrics address")?;
+        info!(addr = %bound, "metrics endpoint at /metrics, readiness at /health");
+        ready_contents.push_str(&format!("\nmetrics={bound}"));
+        let hook = strom_broker::metrics::broker_scrape_hook(broker.state().clone());
+        tokio::spawn(strom_broker::metrics::serve_http(listener, handle, ready.clone(), hook, shutdown.clone()));
     }
+    if let Some(path) = ready_file {
+        write_ready_file(&path, &ready_contents)?;
+    }
+    ready.store(true, Ordering::Release);
     tokio::spawn(wait_for_signal(shutdown));
     broker.run().await?;
     Ok(())

@@ -35,6 +35,7 @@ pub struct TestBroker {
     data_dir: PathBuf,
     port: u16,
     extra_args: Vec<String>,
+    metrics_addr: Option<String>,
 }
 
 impl TestBroker {
@@ -53,12 +54,19 @@ impl TestBroker {
             data_dir,
             port: 0,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            metrics_addr: None,
         };
         broker.spawn();
         broker
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    /// `ip:port` of the broker's metrics endpoint (`/metrics`, `/health`).
+    #[allow(dead_code)]
+    pub fn metrics_addr(&self) -> String {
+        self.metrics_addr.clone().expect("the broker reported no metrics address")
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -146,6 +154,8 @@ impl TestBroker {
             .arg(&self.data_dir)
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
             .args(&self.extra_args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -154,7 +164,11 @@ impl TestBroker {
         let mut child = cmd.spawn().expect("spawning strom serve");
         let deadline = Instant::now() + START_DEADLINE;
         let addr = loop {
-            if let Ok(addr) = std::fs::read_to_string(&ready) {
+            if let Ok(contents) = std::fs::read_to_string(&ready) {
+                // Line 1: the Kafka listener; line 2 (if on): `metrics=<addr>`.
+                let mut lines = contents.lines();
+                let addr = lines.next().unwrap_or_default().to_string();
+                self.metrics_addr = lines.find_map(|l| l.strip_prefix("metrics=")).map(str::to_string);
                 break addr;
             }
             if let Some(status) = child.try_wait().expect("polling the broker") {
