@@ -105,6 +105,8 @@ fn pipelined_requests_are_answered_in_order_and_errors_keep_the_connection() {
     assert_eq!(single_partition(&resp).0, 2, "CORRUPT_MESSAGE");
     let bad_acks = c.call(7, &produce_request("pipe", 0, 5, raw_batch(-1, -1, -1, 1, 1)));
     assert_eq!(single_partition(&bad_acks).0, 21, "INVALID_REQUIRED_ACKS");
+    let internal = c.call(7, &produce_request("__consumer_offsets", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
+    assert_eq!(single_partition(&internal).0, 17, "INVALID_TOPIC_EXCEPTION: the internal topic is the coordinator's");
 
     // acks=0 gets no response: the next answer on the connection is the Metadata one.
     c.send(7, &produce_request("pipe", 0, 0, raw_batch(-1, -1, -1, 1, 1)));

@@ -37,6 +37,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
                     code: ResponseError::TransactionalIdAuthorizationFailed.code(),
                     message: Some("transactions are not supported by this broker".into()),
                 }
+            } else if crate::groups::is_internal_topic(name) {
+                // Only the group coordinator writes its internal topic; a client record there
+                // would be replayed as group state at the next start.
+                Appended::Failed {
+                    code: ResponseError::InvalidTopicException.code(),
+                    message: Some(format!("{name} is an internal topic; clients cannot produce to it")),
+                }
             } else {
                 append(state.partition_log(name, p.index), p.records, name, p.index)
             };
