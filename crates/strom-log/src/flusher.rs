@@ -1,9 +1,14 @@
-//! The group-commit flusher: one thread per data directory that takes every partition with
-//! unflushed appends, fsyncs each dirty file once, then wakes all of that partition's
-//! waiters. Appends that arrive while an fsync runs are picked up by the next round, so
-//! under load one fsync covers many appends (the point of group commit).
+//! The group-commit flusher: a small pool of threads per data directory. A partition with
+//! unflushed appends is queued once (however many appends arrive); the first idle thread
+//! takes it, snapshots what is written, fsyncs the file once and wakes every waiter that
+//! fsync covers. Appends that arrive while an fsync runs queue the partition again and are
+//! covered by the next one, so under load one fsync covers many appends (group commit).
+//!
+//! There are no rounds: each queued partition is picked up as soon as a thread is free, so
+//! fsyncs of different files overlap in the device queue and a slow fsync of one partition
+//! never holds back another's. The threads are started once, not per fsync.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -11,6 +16,8 @@ use std::time::Instant;
 /// Something the flusher can make durable: a partition log.
 pub(crate) trait Flush: Send + Sync {
     /// Fsyncs whatever is unflushed and completes the waiters it covers. Must not panic.
+    /// May run on two threads at once for the same item (an append after the first one's
+    /// snapshot queues it again); each call covers at least what was written before it.
     fn flush(&self);
 }
 
@@ -18,9 +25,21 @@ type Item = Arc<dyn Flush>;
 
 #[derive(Default)]
 struct Queue {
-    now: Vec<Item>,
+    now: VecDeque<Item>,
     timed: Vec<(Instant, Item)>,
     stop: bool,
+}
+
+impl Queue {
+    /// The next item to flush: a queued one first, then one whose time has come; on stop,
+    /// timed ones regardless of their time.
+    fn take(&mut self, now: Instant) -> Option<Item> {
+        if let Some(i) = self.now.pop_front() {
+            return Some(i);
+        }
+        let pos = self.timed.iter().position(|t| self.stop || t.0 <= now)?;
+        Some(self.timed.swap_remove(pos).1)
+    }
 }
 
 struct Shared {
@@ -29,10 +48,10 @@ struct Shared {
     threads: usize,
 }
 
-/// Handle to the flusher thread.
+/// Handle to the flusher threads.
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Flusher {
@@ -42,18 +61,29 @@ impl std::fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher; fsyncs of different files in one round use up to `threads` threads.
+    /// Starts the flusher: up to `threads` fsyncs (of different files, or of one file and
+    /// appends made since its running fsync began) run at once.
     pub(crate) fn start(threads: usize) -> std::io::Result<Flusher> {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), threads: threads.max(1) });
-        let s = shared.clone();
-        let thread = std::thread::Builder::new().name("strom-flusher".into()).spawn(move || run(&s))?;
-        Ok(Flusher { shared, thread: Mutex::new(Some(thread)) })
+        let n = threads.max(1);
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), threads: n });
+        let flusher = Flusher { shared: shared.clone(), threads: Mutex::new(Vec::with_capacity(n)) };
+        for i in 0..n {
+            let s = shared.clone();
+            match std::thread::Builder::new().name(format!("strom-flusher-{i}")).spawn(move || run(&s)) {
+                Ok(t) => lock(&flusher.threads).push(t),
+                Err(e) => {
+                    flusher.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(flusher)
     }
 
     /// Asks for `item` to be flushed as soon as possible.
     pub(crate) fn request(&self, item: Item) {
         let mut q = lock(&self.shared.queue);
-        q.now.push(item);
+        q.now.push_back(item);
         drop(q);
         self.shared.wake.notify_one();
     }
@@ -63,14 +93,15 @@ impl Flusher {
         let mut q = lock(&self.shared.queue);
         q.timed.push((due, item));
         drop(q);
-        self.shared.wake.notify_one();
+        // Every thread may be sleeping until a later due time: wake them all to re-plan.
+        self.shared.wake.notify_all();
     }
 
-    /// Flushes everything still queued (timed requests included), then stops the thread.
+    /// Flushes everything still queued (timed requests included), then stops the threads.
     pub(crate) fn stop(&self) {
         lock(&self.shared.queue).stop = true;
-        self.shared.wake.notify_one();
-        if let Some(t) = lock(&self.thread).take() {
+        self.shared.wake.notify_all();
+        for t in lock(&self.threads).drain(..) {
             if t.join().is_err() {
                 tracing::error!("flusher thread panicked");
             }
@@ -78,33 +109,34 @@ impl Flusher {
     }
 }
 
+impl Drop for Flusher {
+    /// Without a [`Flusher::stop`] (a manager dropped without shutdown: a crash test, or an
+    /// embedder that forgot it) the threads must still end: they drain what is queued and
+    /// exit. No join here: the last reference may be dropped on a flusher thread itself.
+    fn drop(&mut self) {
+        lock(&self.shared.queue).stop = true;
+        self.shared.wake.notify_all();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Queue updates are single pushes/drains; a poisoned lock leaves nothing half-done.
+    // Queue updates are single pushes/pops; a poisoned lock leaves nothing half-done.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One flusher thread: take the next item, flush it, repeat; once stopped, drain the queue
+/// and exit (the other threads drain with it, so `stop` returns with nothing left).
 fn run(shared: &Shared) {
     loop {
-        let (round, stopping) = {
+        let item = {
             let mut q = lock(&shared.queue);
             loop {
                 let now = Instant::now();
+                if let Some(item) = q.take(now) {
+                    break item;
+                }
                 if q.stop {
-                    let mut all = std::mem::take(&mut q.now);
-                    all.extend(q.timed.drain(..).map(|(_, i)| i));
-                    break (all, true);
-                }
-                let mut round = std::mem::take(&mut q.now);
-                let mut i = 0;
-                while i < q.timed.len() {
-                    if q.timed[i].0 <= now {
-                        round.push(q.timed.swap_remove(i).1);
-                    } else {
-                        i += 1;
-                    }
-                }
-                if !round.is_empty() {
-                    break (round, false);
+                    return;
                 }
                 q = match q.timed.iter().map(|t| t.0).min() {
                     Some(due) => shared.wake.wait_timeout(q, due.saturating_duration_since(now)).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0),
@@ -112,37 +144,14 @@ fn run(shared: &Shared) {
                 };
             }
         };
-        flush_round(&round, shared.threads);
-        if stopping {
-            return;
-        }
+        item.flush();
     }
-}
-
-/// Flushes each item once, on up to `threads` threads: fsyncs of different files on one
-/// disk overlap in the device queue instead of waiting for each other.
-fn flush_round(round: &[Item], threads: usize) {
-    let workers = threads.min(round.len());
-    if workers <= 1 {
-        round.iter().for_each(|i| i.flush());
-        return;
-    }
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                while let Some(item) = round.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    item.flush();
-                }
-            });
-        }
-    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     struct Counter(AtomicU64);
@@ -160,5 +169,45 @@ mod tests {
         f.request_at(c.clone(), Instant::now() + Duration::from_secs(3600));
         f.stop();
         assert_eq!(c.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// A slow flush of one item does not hold back another's: they run on different
+    /// threads at the same time.
+    #[test]
+    fn items_flush_in_parallel_without_rounds() {
+        struct Slow(AtomicU64, Duration);
+        impl Flush for Slow {
+            fn flush(&self) {
+                std::thread::sleep(self.1);
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let f = Flusher::start(2).unwrap();
+        let slow = Arc::new(Slow(AtomicU64::new(0), Duration::from_millis(500)));
+        let fast = Arc::new(Slow(AtomicU64::new(0), Duration::ZERO));
+        f.request(slow.clone());
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        f.request(fast.clone());
+        while fast.0.load(Ordering::SeqCst) == 0 {
+            assert!(t.elapsed() < Duration::from_millis(400), "fast item waited for the slow one");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        f.stop();
+        assert_eq!(slow.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn timed_request_runs_when_due() {
+        let f = Flusher::start(1).unwrap();
+        let c = Arc::new(Counter(AtomicU64::new(0)));
+        f.request_at(c.clone(), Instant::now() + Duration::from_millis(30));
+        let t = Instant::now();
+        while c.0.load(Ordering::SeqCst) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        f.stop();
     }
 }

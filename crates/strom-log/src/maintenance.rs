@@ -91,6 +91,9 @@ impl PartitionLog {
             }
             lower
         });
+        // Everything kept was fsynced above and the dirty flag is cleared (so the flusher skips
+        // this log): complete the waiters for kept offsets now, not at some later append.
+        self.publish_durable(new_next);
         tracing::info!(topic = %self.topic(), partition = self.partition(), offset, log_end = new_next, "truncated log");
         Ok(())
     }

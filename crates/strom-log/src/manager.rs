@@ -51,6 +51,16 @@ struct Inner {
     retention_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Drop for Inner {
+    /// A manager dropped without [`LogManager::shutdown`] still ends its retention thread
+    /// (the flusher ends itself when its last handle goes).
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.retention_stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
 impl LogManager {
     /// Opens `config.data_dir` (creating it if needed), recovering every partition found.
     /// Partitions found on disk get `config.default_log` until [`PartitionLog::set_config`].

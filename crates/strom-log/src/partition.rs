@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::batch::{rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
+use crate::batch::{check_batch, rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
@@ -495,16 +495,32 @@ impl PartitionLog {
         }
         let want = (first.total_len()).max(max_bytes.min((seg_size - pos) as usize));
         let buf = read_bytes(&file, &path, pos, want)?;
-        // Keep whole batches below the bound.
+        // Keep whole, valid batches below the bound. Stored bytes are checked (CRC32C, counts,
+        // offset continuity) on the way out: sealed segments are not scanned at startup and a
+        // clean open trusts most of the active one, so this is where corruption is caught.
         let mut end = 0usize;
+        let mut expected = first.base_offset;
         while end + HEADER_LEN <= buf.len() {
             let Some(h) = BatchHeader::parse(&buf[end..]) else { break };
-            if h.magic != 2 || h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            let sane = h.magic == 2 && h.batch_length >= (HEADER_LEN - LOG_OVERHEAD) as i32;
+            if sane && (end + h.total_len() > buf.len() || h.last_offset() >= limit) {
+                break; // the next batch is beyond max_bytes or the bound
+            }
+            let checked = if !sane {
+                Err(format!("invalid batch header (magic {}, length {})", h.magic, h.batch_length))
+            } else if h.base_offset != expected {
+                Err(format!("offset discontinuity: batch base {} where {expected} was expected", h.base_offset))
+            } else {
+                check_batch(&buf[end..end + h.total_len()], &h, 0).map_err(|e| e.to_string())
+            };
+            if let Err(reason) = checked {
+                if end == 0 {
+                    tracing::error!(path = %path.display(), position = pos, %reason, "corrupt batch in segment");
+                    return Err(Error::Corrupted { path, position: pos, reason });
+                }
                 break; // a damaged later batch is reported when a read starts there
             }
-            if h.last_offset() >= limit || end + h.total_len() > buf.len() {
-                break;
-            }
+            expected = h.last_offset() + 1;
             end += h.total_len();
         }
         result.records = buf.slice(..end);

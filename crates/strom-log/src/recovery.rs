@@ -83,9 +83,11 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
     let file = open_rw(&active.path, false)?;
     recover_active(active, &file, clean, config.index_interval_bytes)?;
     seek_to(&file, active.size).map_err(|e| Error::io(&active.path, e))?;
-    // Whatever survived in the page cache is made durable before anything is acknowledged
-    // on top of it.
-    file.sync_all().map_err(|e| Error::io(&active.path, e))?;
+    // After a crash, whatever survived in the page cache is made durable before anything is
+    // acknowledged on top of it. A clean close already fsynced the segment.
+    if !clean {
+        file.sync_all().map_err(|e| Error::io(&active.path, e))?;
+    }
     active.file = Some(Arc::new(file));
     let next_offset = active.next_offset;
     let log_start = *segments.keys().next().expect("non-empty");
@@ -139,6 +141,7 @@ fn recover_active(seg: &mut Segment, file: &File, clean: bool, interval: u64) ->
             "recovery: truncating torn or corrupt tail of the active segment"
         );
         file.set_len(out.valid_end).map_err(|e| Error::io(&seg.path, e))?;
+        file.sync_all().map_err(|e| Error::io(&seg.path, e))?;
         ix.offset.truncate_to_position(out.valid_end as u32);
         ix.time.truncate_to_position(out.valid_end as u32);
     }

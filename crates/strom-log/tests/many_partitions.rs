@@ -54,8 +54,10 @@ fn thousand_partitions_reopen_fast_with_bounded_file_handles() {
     }
     drop(last);
     let created = started.elapsed();
+    let started = Instant::now();
     mgr.shutdown().expect("shutdown");
     drop(mgr);
+    eprintln!("{PARTITIONS} partitions: clean shutdown in {:?}", started.elapsed());
 
     let before_open = open_fds();
     let started = Instant::now();

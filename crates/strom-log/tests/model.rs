@@ -48,6 +48,9 @@ enum Op {
     Produce { kind: Produce, records: u8, len: u16, seed: u64 },
     /// Shut down cleanly (`clean`) or drop everything without shutdown, then reopen.
     Reopen { clean: bool },
+    /// Drop everything without shutdown and cut the active segment file somewhere after its
+    /// last durable byte (picked by the index), as a power loss may leave it; then reopen.
+    PowerLoss(Index),
     /// Truncate to a batch boundary (or the log end) picked by the index.
     Truncate(Index),
     /// Run retention once with `retention_bytes` set to this value.
@@ -161,12 +164,41 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         4 => (kind, 1u8..=10, 0u16..=300, any::<u64>())
             .prop_map(|(kind, records, len, seed)| Op::Produce { kind, records, len, seed }),
         1 => Just(Op::Reopen { clean: true }),
-        2 => Just(Op::Reopen { clean: false }),
+        1 => Just(Op::Reopen { clean: false }),
+        1 => any::<Index>().prop_map(Op::PowerLoss),
         1 => any::<Index>().prop_map(Op::Truncate),
-        1 => (0u32..24_000).prop_map(Op::Retention),
+        1 => prop_oneof![Just(0u32), 0u32..2_000, 0u32..24_000].prop_map(Op::Retention),
         2 => (any::<Index>(), 1u32..16_000).prop_map(|(i, m)| Op::Read(i, m)),
         1 => (1024u32..=8192).prop_map(Op::SegmentBytes),
     ]
+}
+
+/// How often the generated cases reach the states worth testing; printed after each case
+/// with `STROM_MODEL_STATS=1` (a check that the generator still covers them).
+mod stats {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub static CASES: AtomicU64 = AtomicU64::new(0);
+    pub static MULTI_SEGMENT: AtomicU64 = AtomicU64::new(0);
+    pub static RETENTION_DELETED: AtomicU64 = AtomicU64::new(0);
+    pub static TRUNCATED_SEGMENTS: AtomicU64 = AtomicU64::new(0);
+    pub static CRASH_CUT: AtomicU64 = AtomicU64::new(0);
+    pub static DUPLICATES: AtomicU64 = AtomicU64::new(0);
+    pub static REJECTED: AtomicU64 = AtomicU64::new(0);
+
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn print() {
+        if std::env::var_os("STROM_MODEL_STATS").is_some() {
+            let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            eprintln!(
+                "cases {} | multi-segment {} | retention deleted {} | truncation removed segments {} | crash lost unacked {} | duplicates {} | producer rejects {}",
+                g(&CASES), g(&MULTI_SEGMENT), g(&RETENTION_DELETED), g(&TRUNCATED_SEGMENTS), g(&CRASH_CUT), g(&DUPLICATES), g(&REJECTED)
+            );
+        }
+    }
 }
 
 fn cases() -> u32 {
@@ -219,11 +251,18 @@ fn run_case(always: bool, segment_bytes: u64, ops: &[Op]) {
             next_ts: 1_700_000_000_000,
             always,
         };
+        let mut multi = false;
         for (step, op) in ops.iter().enumerate() {
             apply(&mut h, &mut m, op).await;
             verify(h.log(), &m, &format!("after step {step} ({op:?})"));
+            multi |= h.log().segment_count() > 1;
         }
         h.mgr().shutdown().expect("shutdown");
+        stats::bump(&stats::CASES);
+        if multi {
+            stats::bump(&stats::MULTI_SEGMENT);
+        }
+        stats::print();
     });
 }
 
@@ -244,11 +283,16 @@ async fn apply(h: &mut Harness, m: &mut Model, op: &Op) {
             append_and_check(h, m, set.freeze(), parts, None, *wait).await;
         }
         Op::Produce { kind, records, len, seed } => produce(h, m, *kind, *records, *len, *seed).await,
-        Op::Reopen { clean } => reopen(h, m, *clean),
+        Op::Reopen { clean } => reopen(h, m, *clean, None),
+        Op::PowerLoss(cut) => reopen(h, m, false, Some(cut)),
         Op::Truncate(idx) => {
             let candidates = m.boundaries();
             let target = candidates[idx.index(candidates.len())];
+            let segments = h.log().segment_count();
             h.log().truncate_to(target).unwrap_or_else(|e| panic!("truncate_to({target}): {e}"));
+            if h.log().segment_count() < segments {
+                stats::bump(&stats::TRUNCATED_SEGMENTS);
+            }
             m.cut(target);
         }
         Op::Retention(keep) => retention(h, m, u64::from(*keep)),
@@ -319,6 +363,7 @@ async fn produce(h: &mut Harness, m: &mut Model, kind: Produce, records: u8, len
             assert!(info.duplicate, "retry of the producer's last batch (offset {}) was not detected as a duplicate", orig.base);
             assert_eq!((info.base_offset, info.last_offset), (orig.base, orig.last), "duplicate must carry the original offsets");
             assert_eq!(h.log().log_end_offset(), before_end, "a duplicate must not be written");
+            stats::bump(&stats::DUPLICATES);
         }
         (Produce::Gap, Some((epoch, last, _))) => {
             let b = make(epoch, last + 3);
@@ -329,6 +374,7 @@ async fn produce(h: &mut Harness, m: &mut Model, kind: Produce, records: u8, len
                 other => panic!("sequence gap: expected OutOfOrderSequence, got {other:?}"),
             }
             assert_eq!(h.log().log_end_offset(), before_end, "a rejected batch must not be written");
+            stats::bump(&stats::REJECTED);
         }
         (Produce::Fenced, Some((epoch, last, _))) => {
             let b = make(epoch - 1, last + 1);
@@ -339,17 +385,21 @@ async fn produce(h: &mut Harness, m: &mut Model, kind: Produce, records: u8, len
                 other => panic!("old producer epoch: expected InvalidProducerEpoch, got {other:?}"),
             }
             assert_eq!(h.log().log_end_offset(), before_end, "a rejected batch must not be written");
+            stats::bump(&stats::REJECTED);
         }
         (k, None) => unreachable!("{k:?} without producer state was mapped to Next"),
     }
 }
 
-fn reopen(h: &mut Harness, m: &mut Model, clean: bool) {
+fn reopen(h: &mut Harness, m: &mut Model, clean: bool, power_loss: Option<&Index>) {
     if clean {
         h.mgr().shutdown().expect("shutdown");
     }
     // Drop every handle: after this nothing of the old instance may touch the files.
     drop(h.open.take());
+    if let Some(cut) = power_loss {
+        lose_unsynced_tail(h, m, cut);
+    }
     let mgr = LogManager::open(manager_config(h.dir.path(), &h.cfg))
         .unwrap_or_else(|e| panic!("reopen (clean: {clean}): {e}"));
     let log = mgr.get(TOPIC, 0).expect("partition log found on disk after reopen");
@@ -367,11 +417,31 @@ fn reopen(h: &mut Harness, m: &mut Model, clean: bool) {
             m.end
         );
         assert!(m.boundaries().contains(&end), "recovered log end {end} is not a batch boundary");
+        if end < m.end {
+            stats::bump(&stats::CRASH_CUT);
+        }
         m.cut(end);
     }
     assert_eq!(log.high_watermark(), end, "after reopen everything on disk is durable and visible");
     m.durable_end = end;
     m.hw_floor = end;
+}
+
+/// Cuts the active segment file at a position between the end of its last durable batch
+/// and its end: what a power loss may leave of data that was written but not fsynced.
+/// (Sealed segments were fsynced when they rolled, whatever the flush policy.)
+fn lose_unsynced_tail(h: &Harness, m: &Model, cut: &Index) {
+    let dir = common::partition_dir(h.dir.path(), TOPIC, 0);
+    let seg = common::segment_files(&dir).pop().expect("an active segment");
+    let bytes = std::fs::read(&seg).expect("read active segment");
+    let layout = common::batch_layout(&bytes);
+    let durable_pos = layout.iter().find(|(.., base, _)| *base >= m.durable_end).map_or(bytes.len(), |(start, ..)| *start);
+    let pos = durable_pos + cut.index(bytes.len() - durable_pos + 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .and_then(|f| f.set_len(pos as u64))
+        .expect("cut the active segment");
 }
 
 fn retention(h: &mut Harness, m: &mut Model, keep: u64) {
@@ -391,11 +461,16 @@ fn retention(h: &mut Harness, m: &mut Model, keep: u64) {
         assert_eq!((deleted, start), (0, m.start), "retention deleted data from a log within retention.bytes");
     }
     assert!(m.boundaries().contains(&start), "log start {start} after retention is not a batch boundary");
-    let had_producer = m.producer_state().is_some();
+    let pid = m.pid;
+    let expired_producer_batch = m.batches.iter().any(|b| b.base < start && b.producer.is_some_and(|p| p.0 == pid));
     m.batches.retain(|b| b.base >= start);
     m.start = start;
-    if had_producer && m.producer_state().is_none() {
-        // Whether a producer whose batches all expired is remembered is a policy choice;
+    if deleted > 0 {
+        stats::bump(&stats::RETENTION_DELETED);
+    }
+    if expired_producer_batch {
+        // What a log remembers of a producer's expired batches (Kafka keeps producer state
+        // past retention; a later truncation may then fall back to it) is a policy choice:
         // carry on with a fresh producer id so the model stays unambiguous.
         m.pid += 1;
     }
@@ -450,4 +525,34 @@ fn verify(log: &PartitionLog, m: &Model, when: &str) {
     let visible_end = visible.last().map_or(m.start, |b| b.header.last_offset() + 1);
     let hw_after = log.high_watermark();
     assert!(visible_end <= hw_after, "{when}: a consumer read returned offsets past the high watermark {hw_after}");
+}
+
+/// `truncate_to` fsyncs what it keeps; a `wait_durable` for a kept offset must then resolve
+/// even if the flusher had not got to those appends before the truncation (found by
+/// reading the code: the truncation clears the dirty flag, the flusher then skips the log,
+/// and nothing publishes the new durable end until some later append).
+#[test]
+fn wait_durable_resolves_after_a_truncation_that_keeps_the_offset() {
+    let rt = common::runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = LogConfig { segment_ms: None, ..LogConfig::default() };
+    let mgr = LogManager::open(manager_config(dir.path(), &cfg)).expect("open");
+    let log = mgr.create(TOPIC, 0, cfg).expect("create");
+    for round in 0..200 {
+        let a = log.append(make_batch(round, 2, 10, 1, None), 0).expect("append a");
+        let b = log.append(make_batch(round + 1000, 2, 10, 1, None), 0).expect("append b");
+        log.truncate_to(b.base_offset).expect("truncate");
+        let waited = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), log.wait_durable(a.last_offset)).await });
+        match waited {
+            Ok(r) => r.expect("wait_durable"),
+            Err(_) => panic!(
+                "round {round}: wait_durable({}) still pending 2 s after truncate_to({}) (log end {}, high watermark {})",
+                a.last_offset,
+                b.base_offset,
+                log.log_end_offset(),
+                log.high_watermark()
+            ),
+        }
+    }
+    mgr.shutdown().expect("shutdown");
 }

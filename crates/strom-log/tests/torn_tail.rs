@@ -140,10 +140,19 @@ fn damage_active(w: &Written, damage: &Damage) -> Expected {
     Expected { end, segment: seg, len }
 }
 
-/// A position in the file that is not inside a batch's leader-epoch field.
+/// A position in the file that is not inside a batch's leader-epoch field; half the time in
+/// a batch header, where the fields not covered by the CRC live.
 fn flip_position(rng: &mut Rng, layout: &[(usize, usize, i64, i64)], len: usize) -> usize {
     loop {
-        let p = rng.range(0, len as u64) as usize;
+        let p = if rng.range(0, 2) == 0 {
+            let (start, end, ..) = layout[rng.range(0, layout.len() as u64) as usize];
+            (start + rng.range(0, 61) as usize).min(end - 1)
+        } else {
+            rng.range(0, len as u64) as usize
+        };
+        if p >= len {
+            continue;
+        }
         let (start, ..) = layout.iter().find(|(_, end, _, _)| *end > p).expect("position inside a batch");
         if !(12..16).contains(&(p - start)) {
             return p;
@@ -280,6 +289,35 @@ fn random_damage_to_the_active_segment_is_cut_off() {
         let damage = random_damage(&mut rng, &w, &next_batch);
         let expected = damage_active(&w, &damage);
         check_recovery(&w, &expected, &format!("round {round}, {batches} batches, damage {damage:?}"));
+    }
+}
+
+/// One byte flipped in each header field of a middle batch, and in its records: each is
+/// caught (by the CRC, the magic and length checks, or offset continuity) and cut there.
+#[test]
+fn a_flip_in_any_header_field_is_caught() {
+    let fields = [
+        ("base offset, low byte", 7),
+        ("base offset, high byte", 0),
+        ("length", 11),
+        ("magic", 16),
+        ("crc", 18),
+        ("attributes", 22),
+        ("last offset delta", 26),
+        ("base timestamp", 30),
+        ("producer id", 50),
+        ("record count", 60),
+        ("first record", 61),
+    ];
+    for (i, (field, at)) in fields.iter().enumerate() {
+        let mut rng = Rng(500 + i as u64);
+        let w = write_log(&mut rng, 128 * 1024 * 1024, 6, false);
+        let seg = segment_files(&partition_dir(w.dir.path(), TOPIC, 0)).pop().expect("a segment");
+        let layout = batch_layout(&std::fs::read(&seg).expect("read"));
+        let (start, ..) = layout[3];
+        let expected = damage_active(&w, &Damage::Flip(vec![(start + at, 0x01)]));
+        assert_eq!(expected.end, w.offsets[3].0);
+        check_recovery(&w, &expected, &format!("flip in {field} of batch 3"));
     }
 }
 
