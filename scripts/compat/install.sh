@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs the clients the compatibility checks use: Debian's kcat and PyPI's kafka-python.
+# Installs the clients the compatibility checks use: Debian's kcat, PyPI's kafka-python, and
+# Node.js with npm (kafkajs itself is installed by kafkajs.sh into a temporary directory).
 set -euo pipefail
 if ! command -v kcat >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     python3 -m pip install -q 'kafka-python>=2.2,<4'
