@@ -147,9 +147,14 @@ fn idempotent_sequences_and_epochs_are_checked() {
     let gap = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 20, 1, 1)));
     assert_eq!(single_partition(&gap).0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
 
-    // Epoch bump (KIP-360): same id, next epoch; the old epoch is then fenced.
+    // Without a transactional id an epoch bump (KIP-360) gets a fresh id, as from Kafka: a
+    // client cannot claim an id that was not issued to it, nor one issued to another client.
     let bumped = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(pid)).with_producer_epoch(0));
-    assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 1));
+    assert_eq!(bumped.error_code, 0);
+    assert!(bumped.producer_id.0 != pid && bumped.producer_id.0 != other.producer_id.0 && bumped.producer_epoch == 0);
+    let claimed = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(900_000)).with_producer_epoch(3));
+    assert!(claimed.producer_id.0 != 900_000 && claimed.producer_epoch == 0, "a never-issued id is not handed out on request");
+    // A newer epoch of an id (what a bumped transactional producer writes) fences the old one.
     let new_epoch = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 1, 0, 1, 1)));
     assert_eq!(single_partition(&new_epoch), (0, 7));
     let stale = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 7, 1, 1)));

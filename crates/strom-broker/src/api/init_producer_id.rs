@@ -1,6 +1,7 @@
-//! InitProducerId for idempotent (non-transactional) producers: a new, never reused producer id
-//! with epoch 0, or (KIP-360, v3+) the same id with the next epoch when the client asks to bump
-//! the epoch of the id it has. Transactional ids are refused: transactions are not supported.
+//! InitProducerId for idempotent (non-transactional) producers: always a new, never reused
+//! producer id with epoch 0, as Kafka does when there is no transactional id (also when a
+//! KIP-360 client asks to bump the epoch of the id it has). Transactional ids are refused:
+//! transactions are not supported yet.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -17,11 +18,11 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
-    // A client that already has an id asks for the next epoch of it (epoch bump after an
-    // error); the log then expects sequence 0 from the new epoch.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        debug!(producer_id = req.producer_id.0, epoch = req.producer_epoch + 1, "bumped producer epoch");
-        return r.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
+    // Without a transactional id, Kafka always hands out a fresh id, even when the client
+    // sends the id it has and asks for an epoch bump (KIP-360): bumping a client-named id
+    // would let a client claim an id that was never issued to it, or one issued to another.
+    if req.producer_id.0 >= 0 {
+        debug!(producer_id = req.producer_id.0, epoch = req.producer_epoch, "epoch bump asked without a transactional id: issuing a new id");
     }
     match ctx.state.producer_ids.allocate() {
         Ok(id) => {
