@@ -325,22 +325,7 @@ mod tests {
 fn api_name(frame: &Bytes) -> &'static str {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     match ApiKey::try_from(raw_key) {
-        Ok(key) => api_key_name(key),
+        Ok(key) => crate::metrics::api_label(key),
         Err(()) => "unknown",
     }
-}
-
-/// A stable, lower-case-free label for an API key (the enum's name, e.g. `Produce`).
-fn api_key_name(key: ApiKey) -> &'static str {
-    // `ApiKey`'s Debug form is its variant name; leak-free because the set is finite: cache
-    // one static string per key.
-    use std::sync::OnceLock;
-    static NAMES: OnceLock<std::collections::HashMap<i16, &'static str>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        (0..=i16::MAX)
-            .take(200)
-            .filter_map(|k| ApiKey::try_from(k).ok().map(|key| (k, &*Box::leak(format!("{key:?}").into_boxed_str()))))
-            .collect()
-    });
-    names.get(&(key as i16)).copied().unwrap_or("unknown")
 }

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
 
 use crate::api;
+use crate::response_errors::{self, ErrorCodes};
 use crate::state::BrokerState;
 
 /// A boxed, sendable future (what deferred work returns).
@@ -72,19 +73,19 @@ impl<R> From<R> for Handled<R> {
 /// What a handler may return: a response, or a [`Handled`] response.
 pub trait IntoHandled {
     /// The response type.
-    type Response: Encodable + Send + 'static;
+    type Response: Encodable + ErrorCodes + Send + 'static;
     /// Converts into a [`Handled`].
     fn into_handled(self) -> Handled<Self::Response>;
 }
 
-impl<R: Encodable + Send + 'static> IntoHandled for Handled<R> {
+impl<R: Encodable + ErrorCodes + Send + 'static> IntoHandled for Handled<R> {
     type Response = R;
     fn into_handled(self) -> Handled<R> {
         self
     }
 }
 
-impl<R: Encodable + Send + 'static> IntoHandled for R {
+impl<R: Encodable + ErrorCodes + Send + 'static> IntoHandled for R {
     type Response = R;
     fn into_handled(self) -> Handled<R> {
         Handled::Now(self)
@@ -208,12 +209,17 @@ fn decode<T: Decodable>(ctx: &RequestContext, body: &mut Bytes) -> Result<T, Dis
     })
 }
 
-fn finish<R: Encodable + Send + 'static>(ctx: &RequestContext, handled: Handled<R>) -> Result<Reply, DispatchError> {
+fn finish<R: Encodable + ErrorCodes + Send + 'static>(ctx: &RequestContext, handled: Handled<R>) -> Result<Reply, DispatchError> {
     let (api_key, version, correlation_id) = (ctx.api_key, ctx.version, ctx.header.correlation_id);
+    let api = crate::metrics::api_label(api_key);
     match handled {
-        Handled::Now(r) => encode_response(api_key, version, correlation_id, &r).map(Reply::Ready),
+        Handled::Now(r) => {
+            response_errors::count(api, &r);
+            encode_response(api_key, version, correlation_id, &r).map(Reply::Ready)
+        }
         Handled::Later(fut) => Ok(Reply::Later(Box::pin(async move {
             let r = fut.await;
+            response_errors::count(api, &r);
             encode_response(api_key, version, correlation_id, &r)
         }))),
         Handled::NoResponse => Ok(Reply::None),

@@ -111,7 +111,7 @@ impl Error {
                 ResponseError::KafkaStorageError
             }
         };
-        count_error(e)
+        e.code()
     }
 }
 
@@ -132,12 +132,6 @@ pub fn log_error_code(e: &strom_log::Error) -> i16 {
         L::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         L::InvalidConfig(_) => ResponseError::InvalidConfig,
     };
-    count_error(e)
-}
-
-/// Counts an error code handed to a client (`strom_errors_total{code}`) and returns it.
-fn count_error(e: ResponseError) -> i16 {
-    metrics::counter!("strom_errors_total", "code" => format!("{e:?}")).increment(1);
     e.code()
 }
 

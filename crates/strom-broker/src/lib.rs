@@ -17,6 +17,7 @@
 //! - [`producer_ids`]: InitProducerId allocation, durable across restarts.
 //! - [`groups`]: the group coordinator: consumer groups and committed offsets, kept in the
 //!   internal `__consumer_offsets` topic.
+//! - [`response_errors`]: the error codes in each response type, for the errors metric.
 //! - [`metrics`]: the Prometheus recorder and the `/metrics` + `/health` HTTP endpoint.
 //! - [`api`]: one small module per API family: decode, execute, respond.
 
@@ -29,6 +30,7 @@ pub mod groups;
 pub mod metadata;
 pub mod metrics;
 pub mod producer_ids;
+pub mod response_errors;
 pub mod server;
 pub mod state;
 pub mod topic_config;

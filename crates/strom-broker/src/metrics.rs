@@ -64,7 +64,8 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("strom_requests_total", "Kafka requests handled, by API and error code.");
+    describe_counter!("strom_requests_total", "Kafka requests read, by API and outcome (handled, bad_request, closed).");
+    describe_counter!("strom_errors_total", "Non-zero error codes in responses (every level: request, topic, partition, group), by API and code.");
     describe_histogram!("strom_request_duration_seconds", Unit::Seconds, "Time from reading a request to its response being ready, by API.");
     describe_counter!("strom_produced_bytes_total", Unit::Bytes, "Record-batch bytes appended, by topic.");
     describe_counter!("strom_produced_records_total", "Records appended, by topic.");
@@ -81,6 +82,17 @@ fn describe() {
     describe_histogram!("strom_log_flush_duration_seconds", Unit::Seconds, "Duration of one group-commit fdatasync.");
     describe_histogram!("strom_log_appends_per_flush", "Appends made durable by one fsync (group-commit efficiency).");
     describe_counter!("strom_log_fsync_failures_total", "Fsync failures (each latches its partition failed).");
+}
+
+/// The metric label of an API key: its name as Kafka spells it in the enum (`Produce`).
+pub fn api_label(key: kafka_protocol::messages::ApiKey) -> &'static str {
+    use std::collections::HashMap;
+    static NAMES: OnceLock<HashMap<i16, &'static str>> = OnceLock::new();
+    // Built once from the finite set of keys, so each name is allocated exactly once.
+    let names = NAMES.get_or_init(|| {
+        kafka_protocol::messages::ApiKey::iter().map(|k| (k as i16, &*Box::leak(format!("{k:?}").into_boxed_str()))).collect()
+    });
+    names.get(&(key as i16)).copied().unwrap_or("unknown")
 }
 
 /// Called right before each scrape renders, to refresh gauges derived from broker state.

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -55,6 +56,12 @@ async fn metrics_move_by_the_right_amounts() {
     assert_eq!(http_get(&metrics, "/nope").0, 404);
 
     create_topic(&broker.bootstrap(), "metered", 1, &[]).await;
+    // A second create of the same topic is answered with TOPIC_ALREADY_EXISTS.
+    let again = support::admin(&broker.bootstrap())
+        .create_topics([&NewTopic::new("metered", 1, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .expect("create_topics request");
+    assert!(again[0].is_err(), "the topic exists already");
     let before = samples(&http_get(&metrics, "/metrics").1);
     assert_eq!(value(&before, "strom_produced_records_total", &[("topic", "metered")]), None);
 
@@ -90,4 +97,6 @@ async fn metrics_move_by_the_right_amounts() {
     assert!(flushes >= 1.0 && flushes <= N as f64 + 10.0, "flushes: {flushes}");
     assert!(value(&after, "strom_log_flush_duration_seconds_count", &[]).unwrap_or(0.0) >= 1.0);
     assert!(value(&after, "strom_active_connections", &[]).unwrap_or(0.0) >= 1.0);
+    assert_eq!(value(&after, "strom_errors_total", &[("api", "CreateTopics"), ("code", "TopicAlreadyExists")]), Some(1.0));
+    assert_eq!(value(&after, "strom_errors_total", &[("api", "Produce")]), None, "no produce failed");
 }
