@@ -45,6 +45,15 @@ impl WaitReadable for tokio::net::tcp::OwnedReadHalf {
     }
 }
 
+/// The API name of a frame for metric labels (`"unknown"` for keys Kafka does not define).
+fn api_name(frame: &Bytes) -> &'static str {
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    match ApiKey::try_from(raw_key) {
+        Ok(key) => crate::metrics::api_label(key),
+        Err(()) => "unknown",
+    }
+}
+
 #[cfg(test)]
 impl WaitReadable for &[u8] {
     async fn wait_readable(&mut self) -> std::io::Result<()> {
@@ -318,14 +327,5 @@ mod tests {
         let truncated = [0u8, 0, 0, 20, 1, 2, 3];
         let mut r = FrameReader::new(&truncated[..], 1024);
         assert!(matches!(r.next().await, Err(FrameError::Truncated(7))));
-    }
-}
-
-/// The API name of a frame for metric labels (`"unknown"` for keys Kafka does not define).
-fn api_name(frame: &Bytes) -> &'static str {
-    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-    match ApiKey::try_from(raw_key) {
-        Ok(key) => crate::metrics::api_label(key),
-        Err(()) => "unknown",
     }
 }

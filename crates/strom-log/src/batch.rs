@@ -171,7 +171,7 @@ pub fn validate_batches(buf: &Bytes) -> Result<Vec<ValidBatch>, BatchError> {
             position: pos,
             remaining: rest.len(),
         })?;
-        check_batch(&rest[..], &header, pos)?;
+        check_batch(rest, &header, pos)?;
         let len = header.total_len();
         out.push(ValidBatch { header, bytes: buf.slice(pos..pos + len) });
         pos += len;

@@ -9,22 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// When appended bytes are fsynced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum FlushPolicy {
     /// Durable before the append is acknowledged: the group-commit flusher fsyncs the file and
     /// only then completes the waiter. Default.
+    #[default]
     Always,
     /// Acknowledge at once; the flusher fsyncs dirty data at most this long after it was written.
     Interval(Duration),
     /// Acknowledge at once; fsync only when a segment rolls or the log closes.
     Never,
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy::Always
-    }
 }
 
 impl FromStr for FlushPolicy {

@@ -19,8 +19,8 @@ use support::{client_config, create_topic, producer, send};
 /// GET `path` over plain HTTP/1.1; returns (status code, body).
 fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("setting a read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("sending the request");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("reading the HTTP response");
     let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
