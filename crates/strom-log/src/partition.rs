@@ -120,6 +120,11 @@ pub(crate) struct Shared {
     pub(crate) leo: AtomicI64,
     pub(crate) start: AtomicI64,
     pub(crate) flush_queued: AtomicBool,
+    /// At most one fsync of this partition runs at a time: a flush requested while one runs
+    /// sets `again`, and the running one queues the partition again when its fsync is done,
+    /// so every append made meanwhile is covered by one next fsync (group commit) instead
+    /// of a second, overlapping one.
+    pub(crate) flushing: Mutex<FlushState>,
     pub(crate) env: Arc<Env>,
     pub(crate) me: Weak<Shared>,
 }
@@ -155,6 +160,7 @@ impl PartitionLog {
             leo: AtomicI64::new(leo),
             start: AtomicI64::new(start),
             flush_queued: AtomicBool::new(false),
+            flushing: Mutex::new(FlushState::default()),
             env,
             me: me.clone(),
         });
@@ -616,9 +622,44 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
     Ok(())
 }
 
+/// Whether an fsync of a partition is running, and whether another was asked for meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct FlushState {
+    running: bool,
+    again: bool,
+}
+
 impl Flush for Shared {
     fn flush(&self) {
         self.flush_queued.store(false, Ordering::Release);
+        {
+            let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+            if f.running {
+                // The running flush queues the partition again once its fsync is done.
+                f.again = true;
+                return;
+            }
+            f.running = true;
+        }
+        self.flush_once();
+        let again = {
+            let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+            f.running = false;
+            std::mem::take(&mut f.again)
+        };
+        if again {
+            // Back of the queue rather than round again here: with more busy partitions
+            // than flusher threads, every partition still gets its turn.
+            if let Some(me) = self.me.upgrade() {
+                PartitionLog { inner: me }.request_flush(None);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// One group commit: snapshot what is written, fsync it without the state lock, publish.
+    fn flush_once(&self) {
         let log = PartitionLog { inner: match self.me.upgrade() { Some(me) => me, None => return } };
         let snapshot = {
             let Ok(mut st) = log.lock() else { return };
