@@ -78,9 +78,11 @@ pub struct Args {
     #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: String,
 
-    /// Client batching delay in ms (librdkafka's default: 5).
-    #[arg(long, value_name = "MS")]
-    linger_ms: Option<u64>,
+    /// Client batching delay in ms. Default 0: with librdkafka's own default (5 ms) a closed
+    /// loop turns into stop-and-wait (all in-flight sends ride in one request, then wait for
+    /// the linger again), which measures the linger, not the broker.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    linger_ms: u64,
 
     /// Maximum batch size in bytes (librdkafka's default: 1000000).
     #[arg(long, value_name = "BYTES")]
@@ -134,7 +136,7 @@ impl Args {
         cfg.message_size = self.message_size;
         cfg.acks = self.acks.clone();
         cfg.compression = self.compression.clone();
-        cfg.linger_ms = self.linger_ms;
+        cfg.linger_ms = Some(self.linger_ms);
         cfg.batch_size = self.batch_size;
         cfg.idempotent = self.idempotent;
         cfg.rate = self.rate;
