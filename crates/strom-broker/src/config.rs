@@ -56,6 +56,13 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests before closing connections
     /// anyway. Default: 10000 ms.
     pub shutdown_timeout_ms: u64,
+    /// Fsyncs of different partitions that may run at once (the group-commit flusher's
+    /// threads); more overlap helps disks that serve concurrent flushes in parallel.
+    /// Default: 4.
+    pub flush_threads: usize,
+    /// At most this many sealed segment files stay open across all partitions; colder ones
+    /// are closed and reopened on demand. Default: 512.
+    pub max_open_sealed_segments: usize,
     /// How often retention (`retention.ms`, `retention.bytes`) deletes old segments
     /// (`log.retention.check.interval.ms`). Default: 300000 (5 minutes).
     pub retention_check_interval_ms: u64,
@@ -78,6 +85,8 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_inflight_requests: 256,
             shutdown_timeout_ms: 10_000,
+            flush_threads: 4,
+            max_open_sealed_segments: 512,
             retention_check_interval_ms: 300_000,
             log: LogDefaults::default(),
             groups: crate::groups::GroupConfig::default(),
@@ -130,6 +139,12 @@ impl Config {
         }
         if self.max_inflight_requests == 0 {
             return Err(Error::Config { field: "max_inflight_requests", reason: "must be at least 1".into() });
+        }
+        if self.flush_threads == 0 || self.flush_threads > 256 {
+            return Err(Error::Config { field: "flush_threads", reason: format!("{} is outside 1..=256", self.flush_threads) });
+        }
+        if self.max_open_sealed_segments == 0 {
+            return Err(Error::Config { field: "max_open_sealed_segments", reason: "must be at least 1".into() });
         }
         if self.retention_check_interval_ms == 0 {
             return Err(Error::Config { field: "retention_check_interval_ms", reason: "must be at least 1".into() });

@@ -61,6 +61,8 @@ impl BrokerState {
             .map_err(|e| Error::io(format!("creating data directory {}", data_dir.display()), e))?;
         let mut mcfg = ManagerConfig::new(&data_dir);
         mcfg.default_log = config.log.to_log_config()?;
+        mcfg.flush_threads = config.flush_threads;
+        mcfg.max_open_sealed_segments = config.max_open_sealed_segments;
         let logs = LogManager::open(mcfg)?;
         logs.start_retention(std::time::Duration::from_millis(config.retention_check_interval_ms));
         let (store, created) = LocalMetadataStore::open(&data_dir)?;
