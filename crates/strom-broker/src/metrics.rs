@@ -150,7 +150,13 @@ pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: 
             async move { Ok::<_, Infallible>(respond(req, handle, ready, hook).await) }
         });
         tokio::spawn(async move {
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            // A client that never finishes its request headers is dropped after 10 s, so idle
+            // or hostile scrapers cannot pile up connections.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
             }
         });
