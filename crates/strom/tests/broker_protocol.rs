@@ -210,6 +210,19 @@ fn garbage_and_malformed_frames_close_only_that_connection() {
             let body = [&0i16.to_be_bytes()[..], &7i16.to_be_bytes(), &9i32.to_be_bytes(), &[0xff, 0xff], &[0x7f; 5]].concat();
             [&(body.len() as i32).to_be_bytes()[..], &body].concat()
         }),
+        // A few bytes declaring 2^31 array elements: kafka-protocol 0.18.0 reserved memory for
+        // all of them before reading one (~200 GB) and the failed allocation aborted the whole
+        // broker. The vendored patch bounds the reservation; the request is just malformed.
+        ("produce with 2^31 topics", {
+            let body = [&0i16.to_be_bytes()[..], &3i16.to_be_bytes(), &13i32.to_be_bytes(), &[0xff, 0xff], &[0xff, 0xff], &1i16.to_be_bytes(), &1000i32.to_be_bytes(), &i32::MAX.to_be_bytes()].concat();
+            [&(body.len() as i32).to_be_bytes()[..], &body].concat()
+        }),
+        ("flexible metadata with 2^31 topics", {
+            // Metadata v12: request header v2 (client id, empty tagged fields), then a compact
+            // array whose varint length says 2^31 - 1 elements.
+            let body = [&3i16.to_be_bytes()[..], &12i16.to_be_bytes(), &14i32.to_be_bytes(), &[0xff, 0xff], &[0x00], &[0xff, 0xff, 0xff, 0xff, 0x07]].concat();
+            [&(body.len() as i32).to_be_bytes()[..], &body].concat()
+        }),
     ];
     for (what, bytes) in cases {
         let mut bad = RawConn::connect(&broker.bootstrap());
