@@ -349,6 +349,30 @@ mod smoke_tests {
         assert_eq!(again.base_offset, 1);
     }
 
+    #[tokio::test]
+    async fn a_failed_roll_keeps_the_active_segment_and_completes_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, LogConfig { segment_bytes: 1024, ..small() }).unwrap();
+        let first = log.append(build_batch(1, None, &[&[1u8; 300][..], &[2u8; 300][..]]), 0).unwrap();
+        // Block the roll: the next segment's file exists and holds data.
+        let blocker = dir.path().join("t-0").join(format!("{:020}.log", first.last_offset + 1));
+        std::fs::write(&blocker, b"not ours").unwrap();
+        let err = log.append(build_batch(2, None, &[&[3u8; 600][..]]), 0).unwrap_err();
+        assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+        // The earlier append is still acknowledged, nothing panicked, the log is not failed.
+        log.wait_durable(first.last_offset).await.unwrap();
+        assert!(!log.is_failed());
+        assert_eq!(log.segment_count(), 1);
+        // Once the obstacle is gone, the next append rolls and succeeds.
+        std::fs::remove_file(&blocker).unwrap();
+        let next = log.append(build_batch(3, None, &[&[4u8; 600][..]]), 0).unwrap();
+        assert_eq!(next.base_offset, first.last_offset + 1);
+        log.wait_durable(next.last_offset).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+        mgr.shutdown().unwrap();
+    }
+
     struct BatchHeaderCheck;
     impl BatchHeaderCheck {
         fn first(b: &bytes::Bytes) -> (i64, i32) {

@@ -355,7 +355,9 @@ impl PartitionLog {
     /// its previous size so no partial batch is left; if even that fails, latches the log.
     fn write_active(&self, st: &mut State, slices: &mut [IoSlice<'_>], total: u64) -> Result<()> {
         let seg = st.active();
-        let file = seg.file.clone().expect("active segment has an open file");
+        let Some(file) = seg.file.clone() else {
+            return Err(Error::StorageFailed { path: seg.path.clone() });
+        };
         let (path, old_size) = (seg.path.clone(), seg.size);
         if old_size + total > u64::from(u32::MAX) {
             return Err(Error::InvalidConfig(format!("segment {} would exceed 4 GiB", path.display())));
@@ -423,31 +425,48 @@ impl PartitionLog {
 
     pub(crate) fn roll(&self, st: &mut State) -> Result<()> {
         let next = st.next_offset;
-        let generation = st.generation;
+        let dir = self.inner.dir.clone();
         let active = st.active();
-        let file = active.file.take().expect("active segment has an open file");
+        let Some(file) = active.file.clone() else {
+            return Err(Error::StorageFailed { path: dir });
+        };
         if let Err(e) = file.sync_data() {
             tracing::error!(path = %active.path.display(), error = %e, "fsync failed while rolling; log is now failed");
-            active.file = Some(file);
             self.latch_failed(st);
-            return Err(Error::io(self.inner.dir.clone(), e));
+            return Err(Error::io(dir, e));
         }
+        // Everything written so far is on disk now: complete its waiters whatever happens
+        // next (an appended batch whose flush snapshot had not been taken yet is covered here).
+        self.publish_durable(next);
         if let Err(e) = active.write_indexes(false) {
             tracing::warn!(error = %e, "could not write index files of a sealed segment; they will be rebuilt on demand");
         }
-        let snapshot = segment_file(&self.inner.dir, next, "snapshot");
+        let snapshot = segment_file(&dir, next, "snapshot");
         if let Err(e) = crate::index::write_file_atomic(&snapshot, &st.producers.encode(), false) {
             tracing::warn!(error = %e, "could not write producer snapshot; recovery will replay further");
         }
-        let path = segment_file(&self.inner.dir, next, "log");
+        // Create the next segment before retiring the current one: if this fails (too many
+        // open files, a full disk) the current segment simply stays active and the next
+        // append tries the roll again.
+        let path = segment_file(&dir, next, "log");
         let new_file = std::fs::OpenOptions::new()
             .read(true)
-            .append(false)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        crate::manager::sync_dir(&self.inner.dir)?;
+        if new_file.metadata().map_err(|e| Error::io(&path, e))?.len() != 0 {
+            // A leftover of an earlier failed roll would be empty; anything else is not ours to
+            // overwrite.
+            return Err(Error::Corrupted { path, position: 0, reason: "next segment file already holds data".into() });
+        }
+        if let Err(e) = crate::manager::sync_dir(&dir) {
+            tracing::error!(dir = %dir.display(), error = %e, "directory fsync failed while rolling; log is now failed");
+            self.latch_failed(st);
+            return Err(e);
+        }
+        st.active().file = None;
         st.segments.insert(next, Segment {
             base_offset: next,
             path,
@@ -458,10 +477,6 @@ impl PartitionLog {
             file: Some(Arc::new(new_file)),
             first_append_ms: -1,
         });
-        // Everything before the new segment is on disk now.
-        if st.generation == generation {
-            self.publish_durable(next);
-        }
         tracing::debug!(topic = %self.inner.topic, partition = self.inner.partition, base_offset = next, "rolled segment");
         Ok(())
     }
