@@ -8,10 +8,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest,
     MetadataRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
@@ -107,6 +110,23 @@ fn pipelined_requests_are_answered_in_order_and_errors_keep_the_connection() {
     assert_eq!(single_partition(&bad_acks).0, 21, "INVALID_REQUIRED_ACKS");
     let internal = c.call(7, &produce_request("__consumer_offsets", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
     assert_eq!(single_partition(&internal).0, 17, "INVALID_TOPIC_EXCEPTION: the internal topic is the coordinator's");
+    // Nor may clients grow it (groups would rehash) or change its configs (retention could
+    // delete committed offsets).
+    let grow = c.call(
+        3,
+        &CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(StrBytes::from_static_str("__consumer_offsets"))).with_count(50)])
+            .with_timeout_ms(5_000),
+    );
+    assert_eq!(grow.results[0].error_code, 17, "CreatePartitions on the internal topic");
+    let reconfigure = c.call(
+        1,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("__consumer_offsets"))
+            .with_configs(vec![AlterableConfig::default().with_name(StrBytes::from_static_str("retention.ms")).with_config_operation(0).with_value(Some(StrBytes::from_static_str("1")))])]),
+    );
+    assert_eq!(reconfigure.responses[0].error_code, 17, "IncrementalAlterConfigs on the internal topic");
 
     // acks=0 gets no response: the next answer on the connection is the Metadata one.
     c.send(7, &produce_request("pipe", 0, 0, raw_batch(-1, -1, -1, 1, 1)));

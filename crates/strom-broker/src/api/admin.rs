@@ -78,8 +78,8 @@ fn request_configs<'a>(pairs: impl Iterator<Item = (&'a StrBytes, &'a Option<Str
     Ok(configs)
 }
 
-/// Clients may not create or delete internal topics (`__consumer_offsets`).
-fn reject_internal(name: &str) -> Result<()> {
+/// Clients may not create, delete, grow or reconfigure internal topics (`__consumer_offsets`).
+pub(crate) fn reject_internal(name: &str) -> Result<()> {
     if crate::groups::is_internal_topic(name) {
         return Err(Error::InvalidTopic { name: name.to_string(), reason: "internal topics are managed by the broker" });
     }
@@ -133,6 +133,8 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome = async {
+            // More partitions would rehash groups onto new partitions of the internal topic.
+            reject_internal(&name)?;
             if let Some(assignments) = &t.assignments {
                 check_assignments(state.node_id(), assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0)))?;
             }

@@ -128,9 +128,14 @@ fn broker_rows(config: &Config, name: &str, version: i16) -> Result<Vec<Describe
 }
 
 /// Rejects anything but a topic resource.
+/// The topic an alter request targets. Internal topics keep the configs the broker gives them
+/// (retention off, fsync always): a client changing them could make committed offsets vanish.
 fn topic_resource(resource_type: i8, name: &StrBytes) -> Result<String> {
     match resource_type {
-        RESOURCE_TOPIC => Ok(name.to_string()),
+        RESOURCE_TOPIC => {
+            super::admin::reject_internal(name)?;
+            Ok(name.to_string())
+        }
         RESOURCE_BROKER => Err(Error::InvalidRequest(
             "broker configs are static: set them in the config file and restart".into(),
         )),
