@@ -56,6 +56,9 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests before closing connections
     /// anyway. Default: 10000 ms.
     pub shutdown_timeout_ms: u64,
+    /// Largest fetch response (and partition share of one) the broker builds, whatever the
+    /// client asks (Kafka's `fetch.max.bytes`). Default: 57671680 (55 MiB).
+    pub fetch_max_bytes: usize,
     /// Fsyncs of different partitions that may run at once (the group-commit flusher's
     /// threads); more overlap helps disks that serve concurrent flushes in parallel.
     /// Default: 4.
@@ -85,6 +88,7 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_inflight_requests: 256,
             shutdown_timeout_ms: 10_000,
+            fetch_max_bytes: 55 * 1024 * 1024,
             flush_threads: 4,
             max_open_sealed_segments: 512,
             retention_check_interval_ms: 300_000,
@@ -139,6 +143,9 @@ impl Config {
         }
         if self.max_inflight_requests == 0 {
             return Err(Error::Config { field: "max_inflight_requests", reason: "must be at least 1".into() });
+        }
+        if self.fetch_max_bytes < 1024 {
+            return Err(Error::Config { field: "fetch_max_bytes", reason: format!("{} is below 1024", self.fetch_max_bytes) });
         }
         if self.flush_threads == 0 || self.flush_threads > 256 {
             return Err(Error::Config { field: "flush_threads", reason: format!("{} is outside 1..=256", self.flush_threads) });

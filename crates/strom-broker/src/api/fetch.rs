@@ -36,6 +36,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code()).into();
     }
     let state = ctx.state.clone();
+    // The broker's own ceiling (fetch_max_bytes), whatever the client asks: a response is
+    // held in memory twice (read, then encoded), so a client must not size it.
+    let cap = state.config.fetch_max_bytes;
     let plan: Vec<(TopicName, Vec<Wanted>)> = req
         .topics
         .into_iter()
@@ -47,13 +50,13 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
                     partition: p.partition,
                     log: state.partition_log(&t.topic.0, p.partition),
                     offset: p.fetch_offset,
-                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0).max(1),
+                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0).clamp(1, cap),
                 })
                 .collect();
             (t.topic, parts)
         })
         .collect();
-    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).max(1);
+    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0).clamp(1, cap);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let shutdown = state.shutdown.clone();
