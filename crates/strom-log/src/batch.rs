@@ -114,7 +114,9 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: the fields may come from damaged bytes on disk, which must be reported,
+        // not overflow.
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).

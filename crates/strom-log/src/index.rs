@@ -27,8 +27,14 @@ impl OffsetIndex {
 
     /// Position of the last indexed batch whose base offset is <= `rel_offset` (0 if none).
     pub(crate) fn lookup(&self, rel_offset: u32) -> u32 {
+        self.lookup_entry(rel_offset).1
+    }
+
+    /// `(relative base offset, position)` of the last indexed batch whose base offset is
+    /// <= `rel_offset`, or `(0, 0)`: the segment's first batch.
+    pub(crate) fn lookup_entry(&self, rel_offset: u32) -> (u32, u32) {
         let idx = self.entries.partition_point(|&(o, _)| o <= rel_offset);
-        if idx == 0 { 0 } else { self.entries[idx - 1].1 }
+        if idx == 0 { (0, 0) } else { self.entries[idx - 1] }
     }
 
     /// Position of the last entry (where a tail scan can start), 0 if empty.

@@ -44,8 +44,9 @@ impl PartitionLog {
             }
         };
         ensure_indexes(seg, &file, interval)?;
-        let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.offset.lookup((offset - seg.base_offset) as u32)));
-        let (cut_pos, new_next) = match find_batch(&file, &seg.path, start, seg.size, offset)? {
+        let (start_rel, start) = seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+        let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
+        let (cut_pos, new_next) = match find_batch(&file, &seg.path, start, seg.size, start_base, offset)? {
             Some((pos, h)) => (pos, h.base_offset),
             None => (seg.size, seg.next_offset),
         };

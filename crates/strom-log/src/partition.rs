@@ -504,11 +504,12 @@ impl PartitionLog {
         };
         let file = self.segment_file(seg)?;
         ensure_indexes(seg, &file, interval)?;
-        let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.offset.lookup((offset - seg.base_offset) as u32)));
+        let (start_rel, start) = seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+        let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
         let (path, seg_size) = (seg.path.clone(), seg.size);
         drop(st);
 
-        let Some((pos, first)) = find_batch(&file, &path, start, seg_size, offset)? else {
+        let Some((pos, first)) = find_batch(&file, &path, start, seg_size, start_base, offset)? else {
             return Ok(result);
         };
         if first.last_offset() >= limit {

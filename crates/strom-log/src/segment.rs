@@ -197,15 +197,21 @@ fn corrupt(path: &Path, pos: u64, reason: &str) -> Error {
     Error::Corrupted { path: path.to_path_buf(), position: pos, reason: reason.to_string() }
 }
 
-/// Starting at `pos` (a batch boundary, e.g. from the index), walks batch headers until the
-/// batch whose last offset is >= `offset`; returns its position and header, or `None` when
-/// the segment ends first.
-pub(crate) fn find_batch(file: &File, path: &Path, mut pos: u64, seg_size: u64, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+/// Starting at `pos`, a batch boundary whose batch has base offset `expected` (from the
+/// index), walks batch headers until the batch whose last offset is >= `offset`; returns its
+/// position and header, or `None` when the segment ends first. The base offset is not covered
+/// by the CRC, so each one is checked against the running offset: a damaged one is reported,
+/// never used to skip or stall.
+pub(crate) fn find_batch(file: &File, path: &Path, mut pos: u64, seg_size: u64, mut expected: i64, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
     while pos < seg_size {
         let h = read_header(file, path, pos, seg_size)?;
+        if h.base_offset != expected {
+            return Err(corrupt(path, pos, &format!("batch base offset {} where {expected} was expected", h.base_offset)));
+        }
         if h.last_offset() >= offset {
             return Ok(Some((pos, h)));
         }
+        expected = h.last_offset() + 1;
         pos += h.total_len() as u64;
     }
     Ok(None)

@@ -400,6 +400,13 @@ fn sealed_segment_with_a_flipped_payload_byte_is_reported() {
 }
 
 #[test]
+fn sealed_segment_with_a_damaged_base_offset_is_reported() {
+    sealed_damage(3, "base offset 0");
+    sealed_damage(4, "base offset far ahead");
+    sealed_damage(5, "base offset i64::MAX");
+}
+
+#[test]
 fn sealed_segment_with_a_bad_length_field_is_reported() {
     sealed_damage(1, "length field");
 }
@@ -423,6 +430,11 @@ fn sealed_damage(case: u64, how: &str) {
         match how {
             "payload byte" => bytes[end - 1] ^= 0xff,
             "length field" => bytes[start + 8..start + 12].copy_from_slice(&0x7fff_0000i32.to_be_bytes()),
+            // The base offset is outside the CRC: a damaged one must be reported, not used to
+            // skip records (0), stall a consumer (far ahead) or overflow (i64::MAX).
+            "base offset 0" => bytes[start..start + 8].copy_from_slice(&0i64.to_be_bytes()),
+            "base offset far ahead" => bytes[start..start + 8].copy_from_slice(&1_000_000i64.to_be_bytes()),
+            "base offset i64::MAX" => bytes[start..start + 8].copy_from_slice(&i64::MAX.to_be_bytes()),
             _ => bytes.truncate(start + (end - start) / 2),
         }
         std::fs::write(sealed, &bytes).expect("write");
