@@ -169,6 +169,8 @@ impl PartitionLog {
         active.write_indexes(true)?;
         let snapshot = segment_file(self.dir(), next, "snapshot");
         crate::index::write_file_atomic(&snapshot, &st.producers.encode(), true)?;
+        // The renames above must be durable before the clean-shutdown marker says to trust them.
+        crate::manager::sync_dir(self.dir())?;
         self.publish_durable(next);
         Ok(())
     }

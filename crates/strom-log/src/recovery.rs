@@ -112,14 +112,12 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
 fn recover_active(seg: &mut Segment, file: &File, clean: bool, interval: u64) -> Result<()> {
     let base = seg.base_offset;
     let trusted = if clean { seg.read_index_files() } else { None };
-    let (mut ix, start, expected) = match trusted {
-        Some(ix) if ix.offset.len() > 0 => {
-            let pos = u64::from(ix.offset.last_position());
-            let h = read_header(file, &seg.path, pos, seg.size)?;
-            (ix, pos, h.base_offset)
-        }
-        _ => (Indexes::default(), 0, base),
-    };
+    // A trusted index must point at a sane batch; if it does not, scan the whole segment.
+    let tail = trusted.filter(|ix| ix.offset.len() > 0).and_then(|ix| {
+        let pos = u64::from(ix.offset.last_position());
+        read_header(file, &seg.path, pos, seg.size).ok().map(|h| (ix, pos, h.base_offset))
+    });
+    let (mut ix, start, expected) = tail.unwrap_or((Indexes::default(), 0, base));
     let mut max_ts = ix.time.max_timestamp().unwrap_or(-1);
     let mut first = start > 0;
     let out = scan_validate(file, &seg.path, start, seg.size, expected, |pos, h| {
@@ -178,7 +176,16 @@ pub(crate) fn rebuild_producer_state(dir: &Path, segments: &mut BTreeMap<i64, Se
         };
         let mut pos = 0;
         while pos < seg.size {
-            let h = read_header(&file, &seg.path, pos, seg.size)?;
+            let h = match read_header(&file, &seg.path, pos, seg.size) {
+                Ok(h) => h,
+                // A damaged sealed segment must not keep the whole partition (or broker) from
+                // starting: reads report it where it is; duplicate detection just knows less.
+                Err(e @ Error::Corrupted { .. }) => {
+                    tracing::error!(error = %e, "producer-state replay stopped at a corrupt batch; idempotent retries of older batches may not be recognised");
+                    return Ok(state);
+                }
+                Err(e) => return Err(e),
+            };
             if h.base_offset >= end {
                 break;
             }
