@@ -94,6 +94,10 @@ impl GroupConfig {
         if self.max_group_id_bytes < 1 || self.max_group_id_bytes > i16::MAX as usize {
             return bad("groups.max_group_id_bytes", format!("{} is outside 1..=32767", self.max_group_id_bytes));
         }
+        if self.offset_metadata_max_bytes > i16::MAX as usize {
+            // The stored record keeps metadata as an int16-length string: longer would be cut.
+            return bad("groups.offset_metadata_max_bytes", format!("{} is above 32767", self.offset_metadata_max_bytes));
+        }
         if !(1..=1000).contains(&self.offsets_topic_partitions) {
             return bad("groups.offsets_topic_partitions", format!("{} is outside 1..=1000", self.offsets_topic_partitions));
         }
