@@ -463,6 +463,12 @@ impl Actor {
     }
 
     fn expire(&mut self, now: Now, now_wall: i64) {
+        if self.in_flight > 0 {
+            // A commit (or group write) is appended but not yet durable: a tombstone written now
+            // could land after it and delete an offset just acknowledged. Kafka likewise skips
+            // partitions with pending commits; the next check catches up.
+            return;
+        }
         let state = self.group.state();
         let (empty_since, subscribed) = match state {
             GroupState::Dead => return,
