@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
-use rdkafka::admin::{AdminClient, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, ConfigEntry, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use serde::Serialize;
 
@@ -282,42 +282,36 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The topic's configs whose value is not the default (`DescribeConfigs`).
-fn non_default_configs(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// The topic's config entries as the broker describes them (`DescribeConfigs`).
+fn config_entries(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<Vec<ConfigEntry>> {
     let results = runtime()?
         .block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &c.admin_options()))
         .map_err(|e| c.unreachable(e))?;
-    let mut out = BTreeMap::new();
+    let mut entries = Vec::new();
     for r in results {
         let resource =
             r.map_err(|code| anyhow!("cannot read the configs of topic {name:?}: {}", describe_code(code)))?;
-        for e in resource.entries {
-            if !e.is_default && e.source != ConfigSource::Default && !e.is_sensitive {
-                out.insert(e.name, e.value.unwrap_or_default());
-            }
-        }
+        entries.extend(resource.entries);
     }
-    Ok(out)
+    Ok(entries)
+}
+
+/// The topic's configs whose value is not the default.
+fn non_default_configs(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(config_entries(c, admin, name)?
+        .into_iter()
+        .filter(|e| !e.is_default && e.source != ConfigSource::Default && !e.is_sensitive)
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect())
 }
 
 /// The overrides set on the topic itself.
 fn topic_overrides(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let results = runtime()?
-        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &c.admin_options()))
-        .map_err(|e| c.unreachable(e))?;
-    let mut out = BTreeMap::new();
-    for r in results {
-        let resource =
-            r.map_err(|code| anyhow!("cannot read the configs of topic {name:?}: {}", describe_code(code)))?;
-        for e in resource.entries {
-            let is_override =
-                e.source == ConfigSource::DynamicTopic || (e.source == ConfigSource::Unknown && !e.is_default);
-            if is_override && let Some(v) = e.value {
-                out.insert(e.name, v);
-            }
-        }
-    }
-    Ok(out)
+    Ok(config_entries(c, admin, name)?
+        .into_iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic || (e.source == ConfigSource::Unknown && !e.is_default))
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect())
 }
 
 fn delete(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
