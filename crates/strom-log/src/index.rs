@@ -25,11 +25,6 @@ impl OffsetIndex {
         self.entries.push((rel_offset, position));
     }
 
-    /// Position of the last indexed batch whose base offset is <= `rel_offset` (0 if none).
-    pub(crate) fn lookup(&self, rel_offset: u32) -> u32 {
-        self.lookup_entry(rel_offset).1
-    }
-
     /// `(relative base offset, position)` of the last indexed batch whose base offset is
     /// <= `rel_offset`, or `(0, 0)`: the segment's first batch.
     pub(crate) fn lookup_entry(&self, rel_offset: u32) -> (u32, u32) {
@@ -176,10 +171,10 @@ mod tests {
         i.push(0, 0);
         i.push(10, 4096);
         i.push(20, 8192);
-        assert_eq!(i.lookup(0), 0);
-        assert_eq!(i.lookup(9), 0);
-        assert_eq!(i.lookup(10), 4096);
-        assert_eq!(i.lookup(25), 8192);
+        assert_eq!(i.lookup_entry(0).1, 0);
+        assert_eq!(i.lookup_entry(9).1, 0);
+        assert_eq!(i.lookup_entry(10), (10, 4096));
+        assert_eq!(i.lookup_entry(25), (20, 8192));
         let decoded = OffsetIndex::decode(&i.encode()).unwrap();
         assert_eq!(decoded, i);
         let mut torn = i.encode();
