@@ -62,6 +62,7 @@ impl BrokerState {
         let mut mcfg = ManagerConfig::new(&data_dir);
         mcfg.default_log = config.log.to_log_config()?;
         mcfg.flush_threads = config.flush_threads;
+        mcfg.preallocate_bytes = config.preallocate_bytes;
         mcfg.max_open_sealed_segments = config.max_open_sealed_segments;
         let logs = LogManager::open(mcfg)?;
         logs.start_retention(std::time::Duration::from_millis(config.retention_check_interval_ms));

@@ -147,7 +147,25 @@ pub struct ManagerConfig {
     /// When true (single-node mode, the default), the high watermark follows what is durable
     /// under the log's flush policy; when false the caller (replication) sets it.
     pub auto_high_watermark: bool,
+    /// Zero-filled space kept ahead of the write position of a busy partition's active
+    /// segment, in bytes; 0 turns preallocation off. Appends then overwrite blocks the
+    /// filesystem has already allocated, so their fsync has no file size or extent change
+    /// to commit through the journal (on ext4 it measured about half as long for small
+    /// writes). It pays only where fsyncs are small: zero-filling writes every byte twice,
+    /// so a partition whose group commits average more than [`PREALLOCATE_MAX_FLUSH_BYTES`]
+    /// is not preallocated (measured: 16 KiB messages at full disk bandwidth lost a third of
+    /// their throughput). A busy one holds up to 1.5× this much unused space at the end of
+    /// its active segment; it is released when the segment rolls or the log closes, and
+    /// recovery after a crash cuts it off like any torn tail. Default: 8 MiB.
+    pub preallocate_bytes: u64,
+    /// A partition starts preallocating once it has appended this many bytes since it was
+    /// opened, so idle partitions cost no disk space. Default: 1 MiB.
+    pub preallocate_after_bytes: u64,
 }
+
+/// Partitions whose fsyncs cover more than this on average (bytes, moving average) are not
+/// preallocated: for them the journal commit saved is small next to writing the zeros.
+pub const PREALLOCATE_MAX_FLUSH_BYTES: u64 = 64 * 1024;
 
 impl ManagerConfig {
     /// A manager config for `data_dir` with every other field at its default.
@@ -158,6 +176,8 @@ impl ManagerConfig {
             max_open_sealed_segments: 512,
             flush_threads: 4,
             auto_high_watermark: true,
+            preallocate_bytes: 8 * 1024 * 1024,
+            preallocate_after_bytes: 1024 * 1024,
         }
     }
 }

@@ -7,21 +7,25 @@
 //! There are no rounds: each queued partition is picked up as soon as a thread is free, so
 //! fsyncs of different files overlap in the device queue and a slow fsync of one partition
 //! never holds back another's. The threads are started once, not per fsync.
+//!
+//! The same pool type, with one thread, runs segment preallocation (`partition.rs`): slow
+//! zero-fills must not take turns with the fsyncs acknowledgements wait for.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Something the flusher can make durable: a partition log.
-pub(crate) trait Flush: Send + Sync {
-    /// Fsyncs whatever is unflushed and completes the waiters it covers. Must not panic.
-    /// May run on two threads at once for the same item (an append after the first one's
-    /// snapshot queues it again); each call covers at least what was written before it.
-    fn flush(&self);
+/// Work a pool thread runs: for the flusher, a partition log to make durable.
+pub(crate) trait Job: Send + Sync {
+    /// Does the work (for a partition log: fsyncs whatever is unflushed and completes the
+    /// waiters it covers). Must not panic. May run on two threads at once for the same item
+    /// (an append after the first one's snapshot queues it again); each call covers at least
+    /// what was written before it.
+    fn run(&self);
 }
 
-type Item = Arc<dyn Flush>;
+type Item = Arc<dyn Job>;
 
 #[derive(Default)]
 struct Queue {
@@ -61,15 +65,15 @@ impl std::fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher: up to `threads` fsyncs (of different files, or of one file and
-    /// appends made since its running fsync began) run at once.
-    pub(crate) fn start(threads: usize) -> std::io::Result<Flusher> {
+    /// Starts the pool: up to `threads` jobs (fsyncs of different files) run at once, on
+    /// threads named `<name>-<i>`.
+    pub(crate) fn start(threads: usize, name: &str) -> std::io::Result<Flusher> {
         let n = threads.max(1);
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), threads: n });
         let flusher = Flusher { shared: shared.clone(), threads: Mutex::new(Vec::with_capacity(n)) };
         for i in 0..n {
             let s = shared.clone();
-            match std::thread::Builder::new().name(format!("strom-flusher-{i}")).spawn(move || run(&s)) {
+            match std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || run(&s)) {
                 Ok(t) => lock(&flusher.threads).push(t),
                 Err(e) => {
                     flusher.stop();
@@ -144,7 +148,7 @@ fn run(shared: &Shared) {
                 };
             }
         };
-        item.flush();
+        item.run();
     }
 }
 
@@ -155,15 +159,15 @@ mod tests {
     use std::time::Duration;
 
     struct Counter(AtomicU64);
-    impl Flush for Counter {
-        fn flush(&self) {
+    impl Job for Counter {
+        fn run(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     #[test]
     fn stop_drains_timed_requests() {
-        let f = Flusher::start(2).unwrap();
+        let f = Flusher::start(2, "test").unwrap();
         let c = Arc::new(Counter(AtomicU64::new(0)));
         f.request(c.clone());
         f.request_at(c.clone(), Instant::now() + Duration::from_secs(3600));
@@ -176,13 +180,13 @@ mod tests {
     #[test]
     fn items_flush_in_parallel_without_rounds() {
         struct Slow(AtomicU64, Duration);
-        impl Flush for Slow {
-            fn flush(&self) {
+        impl Job for Slow {
+            fn run(&self) {
                 std::thread::sleep(self.1);
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let f = Flusher::start(2).unwrap();
+        let f = Flusher::start(2, "test").unwrap();
         let slow = Arc::new(Slow(AtomicU64::new(0), Duration::from_millis(500)));
         let fast = Arc::new(Slow(AtomicU64::new(0), Duration::ZERO));
         f.request(slow.clone());
@@ -199,7 +203,7 @@ mod tests {
 
     #[test]
     fn timed_request_runs_when_due() {
-        let f = Flusher::start(1).unwrap();
+        let f = Flusher::start(1, "test").unwrap();
         let c = Arc::new(Counter(AtomicU64::new(0)));
         f.request_at(c.clone(), Instant::now() + Duration::from_millis(30));
         let t = Instant::now();

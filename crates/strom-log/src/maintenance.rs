@@ -51,6 +51,7 @@ impl PartitionLog {
             None => (seg.size, seg.next_offset),
         };
         file.set_len(cut_pos).map_err(|e| Error::io(&seg.path, e))?;
+        seg.file_len = cut_pos;
         seek_to(&file, cut_pos).map_err(|e| Error::io(&seg.path, e))?;
         if let Err(e) = file.sync_all() {
             tracing::error!(path = %seg.path.display(), error = %e, "fsync failed after truncation; log is now failed");
@@ -160,6 +161,13 @@ impl PartitionLog {
         let next = st.next_offset;
         let active = st.active();
         if let Some(f) = &active.file {
+            if active.file_len > active.size {
+                match f.set_len(active.size) {
+                    Ok(()) => active.file_len = active.size,
+                    // Harmless: the next start cuts the zeros off as it validates the tail.
+                    Err(e) => tracing::warn!(path = %active.path.display(), error = %e, "could not release preallocated space at close"),
+                }
+            }
             if let Err(e) = f.sync_data() {
                 tracing::error!(path = %active.path.display(), error = %e, "fsync failed while closing; log is now failed");
                 self.latch_failed(&mut st);

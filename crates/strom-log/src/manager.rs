@@ -69,8 +69,16 @@ impl LogManager {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let marker = dir.join(CLEAN_MARKER);
         let clean = marker.exists();
-        let flusher = Flusher::start(config.flush_threads).map_err(|e| Error::io(&dir, e))?;
-        let env = Arc::new(Env { flusher, fd_cache: FdCache::new(config.max_open_sealed_segments), auto_high_watermark: config.auto_high_watermark });
+        let flusher = Flusher::start(config.flush_threads, "strom-flusher").map_err(|e| Error::io(&dir, e))?;
+        let preallocator = Flusher::start(1, "strom-prealloc").map_err(|e| Error::io(&dir, e))?;
+        let env = Arc::new(Env {
+            flusher,
+            preallocator,
+            preallocate_bytes: config.preallocate_bytes,
+            preallocate_after_bytes: config.preallocate_after_bytes,
+            fd_cache: FdCache::new(config.max_open_sealed_segments),
+            auto_high_watermark: config.auto_high_watermark,
+        });
         let started = std::time::Instant::now();
         let mut logs = HashMap::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
@@ -231,6 +239,8 @@ impl LogManager {
                 first_error.get_or_insert(e);
             }
         }
+        // After the logs are closed: a queued or running zero-fill sees that and stops.
+        self.inner.env.preallocator.stop();
         if let Some(e) = first_error {
             return Err(e);
         }

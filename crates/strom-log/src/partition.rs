@@ -23,7 +23,8 @@ use crate::batch::{check_batch, rewritten_prefix, validate_batches, BatchHeader,
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
-use crate::flusher::{Flush, Flusher};
+use crate::config::PREALLOCATE_MAX_FLUSH_BYTES;
+use crate::flusher::{Flusher, Job};
 use crate::producer_state::{ProducerStates, SeqCheck};
 use crate::segment::{find_batch, read_bytes, scan_validate, segment_file, Indexes, Segment};
 
@@ -69,6 +70,12 @@ pub struct ReadResult {
 #[derive(Debug)]
 pub(crate) struct Env {
     pub(crate) flusher: Flusher,
+    /// One thread that zero-fills space ahead of busy active segments.
+    pub(crate) preallocator: Flusher,
+    /// [`crate::ManagerConfig::preallocate_bytes`].
+    pub(crate) preallocate_bytes: u64,
+    /// [`crate::ManagerConfig::preallocate_after_bytes`].
+    pub(crate) preallocate_after_bytes: u64,
     pub(crate) fd_cache: FdCache,
     pub(crate) auto_high_watermark: bool,
 }
@@ -96,6 +103,18 @@ pub(crate) struct State {
     /// Appends (produce requests) since the flusher last took a snapshot: how many one
     /// fsync covers, the measure of group-commit efficiency.
     pub(crate) appends_since_flush: u64,
+    /// Bytes appended since the flusher last took a snapshot.
+    pub(crate) bytes_since_flush: u64,
+    /// Moving average of the bytes one fsync covers (0 until the first one).
+    pub(crate) flush_bytes_avg: u64,
+    /// Bytes appended since the log was opened (saturating): preallocation starts once a
+    /// partition has shown it is busy.
+    pub(crate) appended_since_open: u64,
+    /// A zero-fill of the active segment is queued or running.
+    pub(crate) preallocating: bool,
+    /// Base offset of an active segment whose zero-fill failed (a full disk): not retried
+    /// until the next segment.
+    pub(crate) prealloc_failed_segment: Option<i64>,
     /// Bumped by truncation so an fsync snapshot taken before it is not trusted after it.
     pub(crate) generation: u64,
     pub(crate) failed: bool,
@@ -313,6 +332,7 @@ impl PartitionLog {
             pos += h.total_len() as u64;
         }
         seg.size = pos;
+        seg.file_len = seg.file_len.max(pos);
         seg.next_offset = next;
         if seg.first_append_ms < 0 {
             seg.first_append_ms = now;
@@ -320,8 +340,13 @@ impl PartitionLog {
         st.next_offset = next;
         st.dirty = true;
         st.appends_since_flush += 1;
+        st.bytes_since_flush += total;
+        st.appended_since_open = st.appended_since_open.saturating_add(total);
         self.inner.leo.store(next, Ordering::Release);
         let record_count = (next - base_offset) as u32;
+        if self.claim_preallocation(&mut st) {
+            self.inner.env.preallocator.request(Arc::new(Preallocate(self.inner.me.clone())));
+        }
         match policy {
             FlushPolicy::Always => {
                 drop(st);
@@ -366,6 +391,9 @@ impl PartitionLog {
             Ok(()) => Ok(()),
             Err(e) => {
                 let undo = file.set_len(old_size).and_then(|()| seek_to(&file, old_size));
+                if undo.is_ok() {
+                    st.active().file_len = old_size;
+                }
                 if let Err(undo_err) = undo {
                     tracing::error!(path = %path.display(), error = %undo_err, "cannot undo a failed write; log is now failed");
                     self.latch_failed(st);
@@ -430,6 +458,12 @@ impl PartitionLog {
         let Some(file) = active.file.clone() else {
             return Err(Error::StorageFailed { path: dir });
         };
+        // A sealed segment's file holds exactly its batches: readers and a restart take its
+        // length from the file. If the cut fails the segment simply stays active.
+        if active.file_len > active.size {
+            file.set_len(active.size).map_err(|e| Error::io(&active.path, e))?;
+            active.file_len = active.size;
+        }
         if let Err(e) = file.sync_data() {
             tracing::error!(path = %active.path.display(), error = %e, "fsync failed while rolling; log is now failed");
             self.latch_failed(st);
@@ -471,6 +505,7 @@ impl PartitionLog {
             base_offset: next,
             path,
             size: 0,
+            file_len: 0,
             next_offset: next,
             max_timestamp: -1,
             indexes: Some(Indexes::default()),
@@ -645,8 +680,9 @@ pub(crate) struct FlushState {
     again: bool,
 }
 
-impl Flush for Shared {
-    fn flush(&self) {
+impl Job for Shared {
+    /// One flush of this partition (see [`FlushState`]).
+    fn run(&self) {
         self.flush_queued.store(false, Ordering::Release);
         {
             let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
@@ -684,6 +720,8 @@ impl Shared {
             }
             st.dirty = false;
             let covered = std::mem::take(&mut st.appends_since_flush);
+            let bytes = std::mem::take(&mut st.bytes_since_flush);
+            st.flush_bytes_avg = if st.flush_bytes_avg == 0 { bytes } else { (st.flush_bytes_avg * 7 + bytes) / 8 };
             let (end, generation) = (st.next_offset, st.generation);
             let active = st.active();
             (active.file.clone(), active.path.clone(), end, generation, covered)
@@ -707,6 +745,124 @@ impl Shared {
     }
 }
 
+/// Zeros for preallocation, written in pieces of this size (one short hold of the state
+/// lock each). A static, so it costs no allocation and no space in the binary (`.bss`).
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
+
+/// A queued zero-fill of one partition's active segment.
+struct Preallocate(Weak<Shared>);
+
+impl Job for Preallocate {
+    fn run(&self) {
+        if let Some(inner) = self.0.upgrade() {
+            PartitionLog { inner }.preallocate();
+        }
+    }
+}
+
+impl PartitionLog {
+    /// Decides, under the state lock after an append, whether the active segment needs more
+    /// zero-filled space ahead of it, and if so marks a fill as queued (at most one at a
+    /// time per partition). See [`crate::ManagerConfig::preallocate_bytes`].
+    fn claim_preallocation(&self, st: &mut State) -> bool {
+        let chunk = self.inner.env.preallocate_bytes;
+        if chunk == 0
+            || st.preallocating
+            || st.appended_since_open < self.inner.env.preallocate_after_bytes
+            // No fsync measured yet (or none ever: flush policy `never`), or large ones.
+            || !(1..=PREALLOCATE_MAX_FLUSH_BYTES).contains(&st.flush_bytes_avg)
+        {
+            return false;
+        }
+        let limit = st.config.segment_bytes;
+        let failed_here = st.prealloc_failed_segment;
+        let seg = st.active();
+        if failed_here == Some(seg.base_offset) || seg.file_len >= limit || seg.file_len - seg.size >= chunk / 2 {
+            return false;
+        }
+        st.preallocating = true;
+        true
+    }
+
+    /// Runs on the preallocator thread: writes zeros after the end of the active segment's
+    /// file (up to `preallocate_bytes` more, never past `segment.bytes`), then fsyncs them so
+    /// the block allocation is committed before appends reach it.
+    ///
+    /// The zeros are written in pieces, each under the state lock and only past what the file
+    /// already holds, so an append (which writes at the logical end, also under the lock) can
+    /// never be overwritten by them: appends that outrun the fill simply extend the file as
+    /// they would without preallocation. The fill stops if the segment rolls, the log is
+    /// truncated, closed or failed.
+    fn preallocate(&self) {
+        let chunk = self.inner.env.preallocate_bytes;
+        let failed_base = self.zero_fill(chunk).err();
+        if let Ok(mut st) = self.lock() {
+            st.preallocating = false;
+            if failed_base.is_some() {
+                st.prealloc_failed_segment = failed_base;
+            }
+        }
+    }
+
+    /// The fill itself; `Err(base)` when writing zeros failed for the segment at `base`.
+    fn zero_fill(&self, chunk: u64) -> std::result::Result<(), i64> {
+        use std::os::unix::fs::FileExt;
+        let Ok(mut st) = self.lock() else { return Ok(()) };
+        if st.failed || st.closed {
+            return Ok(());
+        }
+        let (limit, generation) = (st.config.segment_bytes, st.generation);
+        let seg = st.active();
+        let Some(file) = seg.file.clone() else { return Ok(()) };
+        let (base, path) = (seg.base_offset, seg.path.clone());
+        let target = (seg.file_len + chunk).min(limit.max(seg.file_len));
+        drop(st);
+        let mut written = 0u64;
+        loop {
+            let Ok(mut st) = self.lock() else { return Ok(()) };
+            if st.failed || st.closed || st.generation != generation {
+                return Ok(());
+            }
+            let seg = st.active();
+            if seg.base_offset != base {
+                return Ok(()); // rolled meanwhile
+            }
+            let from = seg.file_len;
+            if from >= target {
+                break;
+            }
+            let n = (target - from).min(ZEROS.len() as u64) as usize;
+            match file.write_at(&ZEROS[..n], from) {
+                Ok(w) if w > 0 => {
+                    seg.file_len = from + w as u64;
+                    written += w as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => {
+                    // A full disk or a file-size limit: appends will report it when they
+                    // reach it; preallocation just stops for this segment.
+                    let error = other.err().map_or_else(|| "write returned 0".to_string(), |e| e.to_string());
+                    tracing::debug!(path = %path.display(), position = from, %error, "preallocation stopped");
+                    return Err(base);
+                }
+            }
+        }
+        if let Err(e) = file.sync_data() {
+            // The same open file as the data: the kernel reports a writeback error once per
+            // open file, so this fsync may be the only one to hear about lost data pages.
+            // Treat it as a failed data fsync.
+            tracing::error!(path = %path.display(), error = %e, "fsync of preallocated space failed; log is now failed and refuses writes");
+            metrics::counter!("strom_log_fsync_failures_total").increment(1);
+            if let Ok(mut st) = self.lock() {
+                self.latch_failed(&mut st);
+            }
+            return Ok(());
+        }
+        metrics::counter!("strom_log_preallocated_bytes_total").increment(written);
+        Ok(())
+    }
+}
+
 fn write_all_vectored(file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
     let mut f = file;
     while !slices.is_empty() {
@@ -724,4 +880,39 @@ pub(crate) fn seek_to(file: &File, pos: u64) -> std::io::Result<()> {
     use std::io::Seek;
     let mut f = file;
     f.seek(std::io::SeekFrom::Start(pos)).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogManager, ManagerConfig};
+
+    /// Group commits of more than `PREALLOCATE_MAX_FLUSH_BYTES` are not preallocated (the
+    /// zeros would double the bytes written where bandwidth, not the journal, is the cost);
+    /// small ones are.
+    #[test]
+    fn preallocation_follows_the_size_of_group_commits() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for (value_len, expect_fill) in [(150 * 1024, false), (1024, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut m = ManagerConfig::new(dir.path());
+            m.preallocate_after_bytes = 0;
+            m.preallocate_bytes = 1024 * 1024;
+            let mgr = LogManager::open(m).unwrap();
+            let log = mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Always, ..LogConfig::default() }).unwrap();
+            let value = vec![7u8; value_len];
+            let mut claimed = false;
+            for _ in 0..20 {
+                let info = log.append(crate::build_batch(0, None, &[&value]), 0).unwrap();
+                // Whether this append queued a fill is decided under the lock, in `append`.
+                claimed |= log.lock().unwrap().preallocating;
+                rt.block_on(log.wait_durable(info.last_offset)).unwrap();
+            }
+            let st = log.lock().unwrap();
+            let filled = st.segments.values().next_back().unwrap().file_len > st.segments.values().next_back().unwrap().size;
+            assert_eq!(claimed || filled, expect_fill, "{value_len}-byte appends (average {} bytes per fsync)", st.flush_bytes_avg);
+            drop(st);
+            mgr.shutdown().unwrap();
+        }
+    }
 }

@@ -76,7 +76,7 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
         let path = segment_file(dir, base, "log");
         let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
         let next_offset = bases.get(i + 1).copied().unwrap_or(base);
-        segments.insert(base, Segment { base_offset: base, path, size, next_offset, max_timestamp: -1, indexes: None, file: None, first_append_ms: -1 });
+        segments.insert(base, Segment { base_offset: base, path, size, file_len: size, next_offset, max_timestamp: -1, indexes: None, file: None, first_append_ms: -1 });
     }
     let active_base = *bases.last().expect("at least one segment");
     let active = segments.get_mut(&active_base).expect("active segment");
@@ -101,6 +101,11 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
         producers,
         dirty: false,
         appends_since_flush: 0,
+        bytes_since_flush: 0,
+        flush_bytes_avg: 0,
+        appended_since_open: 0,
+        preallocating: false,
+        prealloc_failed_segment: None,
         generation: 0,
         failed: false,
         closed: false,
@@ -131,23 +136,39 @@ fn recover_active(seg: &mut Segment, file: &File, clean: bool, interval: u64) ->
         }
     })?;
     if let Some(reason) = &out.stopped {
-        tracing::warn!(
-            path = %seg.path.display(),
-            position = out.valid_end,
-            cut_bytes = seg.size - out.valid_end,
-            %reason,
-            "recovery: truncating torn or corrupt tail of the active segment"
-        );
+        let cut_bytes = seg.size - out.valid_end;
+        if starts_with_zeros(file, out.valid_end, cut_bytes) {
+            // The written data ends where the preallocated zeros begin (a crash, or a close
+            // that could not cut them): nothing torn, just space to give back.
+            tracing::debug!(path = %seg.path.display(), position = out.valid_end, cut_bytes, "recovery: releasing preallocated space after the last batch");
+        } else {
+            tracing::warn!(
+                path = %seg.path.display(),
+                position = out.valid_end,
+                cut_bytes,
+                %reason,
+                "recovery: truncating torn or corrupt tail of the active segment"
+            );
+        }
         file.set_len(out.valid_end).map_err(|e| Error::io(&seg.path, e))?;
         file.sync_all().map_err(|e| Error::io(&seg.path, e))?;
         ix.offset.truncate_to_position(out.valid_end as u32);
         ix.time.truncate_to_position(out.valid_end as u32);
     }
     seg.size = out.valid_end;
+    seg.file_len = out.valid_end;
     seg.next_offset = out.next_offset;
     seg.max_timestamp = max_ts;
     seg.indexes = Some(ix);
     Ok(())
+}
+
+/// Whether the (up to) first 4 KiB of the `len` bytes at `pos` are all zeros: the start of
+/// preallocated space rather than a torn batch (a torn write leaves non-zero bytes first).
+fn starts_with_zeros(file: &File, pos: u64, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(4096) as usize];
+    !buf.is_empty() && file.read_exact_at(&mut buf, pos).is_ok() && buf.iter().all(|b| *b == 0)
 }
 
 /// Rebuilds the idempotent-producer state as of `end`: the newest intact snapshot at or

@@ -50,6 +50,9 @@ pub(crate) struct Segment {
     pub(crate) path: PathBuf,
     /// Bytes of valid batches in the file.
     pub(crate) size: u64,
+    /// Bytes the file holds: `size` plus, for a preallocated active segment, the zeros
+    /// written ahead of it. Sealed segments are cut to `size` before they are sealed.
+    pub(crate) file_len: u64,
     /// Offset after the last batch (== base_offset when empty).
     pub(crate) next_offset: i64,
     /// Largest batch max-timestamp, when known (-1 if empty or not loaded yet).

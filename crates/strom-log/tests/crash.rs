@@ -54,6 +54,10 @@ fn log_config() -> LogConfig {
 fn manager_config(dir: &Path) -> ManagerConfig {
     let mut m = ManagerConfig::new(dir);
     m.default_log = log_config();
+    // Zero-fill ahead from the first append, so kills also land during fills and recovery
+    // meets active segments that end in preallocated space.
+    m.preallocate_bytes = 16 * 1024;
+    m.preallocate_after_bytes = 0;
     m
 }
 

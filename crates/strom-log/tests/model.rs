@@ -142,6 +142,10 @@ impl Harness {
 fn manager_config(dir: &std::path::Path, cfg: &LogConfig) -> ManagerConfig {
     let mut m = ManagerConfig::new(dir);
     m.default_log = cfg.clone();
+    // Preallocate from the first append, in small steps, so rolls, truncation, crashes and
+    // power losses also meet segments that end in zero-filled space.
+    m.preallocate_bytes = 8 * 1024;
+    m.preallocate_after_bytes = 0;
     m
 }
 
@@ -435,7 +439,8 @@ fn lose_unsynced_tail(h: &Harness, m: &Model, cut: &Index) {
     let seg = common::segment_files(&dir).pop().expect("an active segment");
     let bytes = std::fs::read(&seg).expect("read active segment");
     let layout = common::batch_layout(&bytes);
-    let durable_pos = layout.iter().find(|(.., base, _)| *base >= m.durable_end).map_or(bytes.len(), |(start, ..)| *start);
+    let data_end = layout.last().map_or(0, |b| b.1);
+    let durable_pos = layout.iter().find(|(.., base, _)| *base >= m.durable_end).map_or(data_end, |(start, ..)| *start);
     let pos = durable_pos + cut.index(bytes.len() - durable_pos + 1);
     std::fs::OpenOptions::new()
         .write(true)

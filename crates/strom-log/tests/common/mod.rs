@@ -163,12 +163,16 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Byte ranges and base offsets of the batches in an intact segment file, found by walking
-/// the length fields.
+/// the length fields. An active segment may end in preallocated zeros after its last batch;
+/// they are not part of the layout (see [`data_end`]).
 pub fn batch_layout(file: &[u8]) -> Vec<(usize, usize, i64, i64)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 61 <= file.len() {
         let len = i32::from_be_bytes(file[pos + 8..pos + 12].try_into().unwrap());
+        if len == 0 && file[pos..].iter().all(|b| *b == 0) {
+            return out; // preallocated space
+        }
         assert!(len > 0, "unexpected batch length {len} at {pos}");
         let end = pos + 12 + len as usize;
         assert!(end <= file.len(), "batch at {pos} runs past the file end");
@@ -177,8 +181,13 @@ pub fn batch_layout(file: &[u8]) -> Vec<(usize, usize, i64, i64)> {
         out.push((pos, end, base, base + delta));
         pos = end;
     }
-    assert_eq!(pos, file.len(), "segment file does not end on a batch boundary");
+    assert!(file[pos..].iter().all(|b| *b == 0), "segment file does not end on a batch boundary (or in zeros)");
     out
+}
+
+/// Where the batches of a segment file end (before any preallocated zeros).
+pub fn data_end(file: &[u8]) -> usize {
+    batch_layout(file).last().map_or(0, |b| b.1)
 }
 
 /// FNV-1a 64: an independent hash of payload bytes (the batch CRC is what we are testing).
