@@ -5,7 +5,8 @@
 //! Module map:
 //! - [`config`]: [`BenchConfig`], every parameter of a run with its default.
 //! - `runner`: [`Runner`], one run from setup to verified report, and [`Live`] counters.
-//! - `produce`: closed-loop producer slots and the fixed-rate pacer.
+//! - `produce`: producers whose delivery callback sends the next message (closed loop), and
+//!   the fixed-rate pacer.
 //! - `consume`: assigned consumers for consume and roundtrip modes.
 //! - `topic`: topic creation, leader wait, high watermarks.
 //! - [`payload`]: random, incompressible payloads; roundtrip send stamps.

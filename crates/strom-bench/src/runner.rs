@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use rdkafka::Offset;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 
-use crate::client::{LogContext, producer_config};
+use crate::client::producer_config;
 use crate::consume::{self, ConsumeShared, ConsumerOutcome};
-use crate::produce::{self, MAX_ERROR_SAMPLES, ProduceShared, SlotOutcome};
+use crate::produce::{BenchProducer, MAX_ERROR_SAMPLES, ProduceShared, ProducerCtx, ProducerOutcome};
 use crate::report::{Hardware, LatencySummary, PartitionWatermarks, Report, Throughput, Verification};
 use crate::topic::{ensure_topic, high_watermarks};
 use crate::{BenchConfig, Error, Limit, Mode};
@@ -101,7 +101,7 @@ impl Runner {
             (0..cfg.producers)
                 .map(|_| {
                     producer_config(&cfg)
-                        .create_with_context::<_, FutureProducer<LogContext>>(LogContext)
+                        .create_with_context::<_, BenchProducer>(ProducerCtx::new(cfg.message_size))
                         .map(Arc::new)
                         .map_err(Error::kafka("cannot create a producer"))
                 })
@@ -151,30 +151,28 @@ impl Runner {
             .collect();
 
         let produce_shared = Arc::new(ProduceShared::new(Arc::clone(&cfg), window, self.live()));
-        let pacer = if producers.is_empty() {
-            None
-        } else {
-            let drain = cfg.timeout;
-            produce_shared.pace.clone().map(|pace| std::thread::spawn(move || pace.run_pacer(deadline, drain)))
-        };
-        let slot_tasks: Vec<_> = if producers.is_empty() {
-            Vec::new()
-        } else {
-            (0..cfg.concurrency as usize)
-                .map(|i| {
-                    let p = Arc::clone(&producers[i % producers.len()]);
-                    tokio::spawn(produce::slot(p, Arc::clone(&produce_shared)))
-                })
-                .collect()
-        };
-        let mut slots = Vec::with_capacity(slot_tasks.len());
-        for t in slot_tasks {
-            slots.push(t.await.map_err(|e| Error::Worker(e.to_string()))?);
+        for (i, p) in (0u32..).zip(&producers) {
+            // The concurrency is spread over the producers, the first ones taking the rest.
+            let slots = cfg.concurrency / cfg.producers + u32::from(i < cfg.concurrency % cfg.producers);
+            ProducerCtx::start(p, Arc::clone(&produce_shared), u64::from(i), slots)
+                .map_err(|e| Error::Worker(format!("cannot start producer {i}: {e}")))?;
         }
-        let unsent = match pacer {
-            Some(pacer) => pacer.join().map_err(|_| Error::Worker("the pacer thread panicked".into()))?,
-            None => 0,
-        };
+        // Every delivery report arrives within librdkafka's message.timeout.ms (the run's
+        // timeout) of its send; this bound only guards against a client that never reports.
+        let waiting = producers.clone();
+        let give_up_after = cfg.timeout * 2 + Duration::from_secs(5);
+        let slots = tokio::task::spawn_blocking(move || {
+            waiting
+                .iter()
+                .map(|p| {
+                    let give_up = window.deadline.map_or(Instant::now(), |d| d.max(Instant::now())) + give_up_after;
+                    p.context().finish(give_up)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))?;
+        let unsent: u64 = slots.iter().map(|s| s.unsent).sum();
         let acknowledged: u64 = slots.iter().map(|s| s.measured + s.warmup).sum();
         consume_shared.producers_done(acknowledged, cfg.timeout);
 
@@ -195,7 +193,7 @@ impl Runner {
 /// Reads the high watermarks again until their growth equals the acknowledged count or
 /// the timeout passes (with `acks=1` on a replicated topic the watermark may trail).
 async fn verify(
-    producer: &FutureProducer<LogContext>,
+    producer: &BenchProducer,
     cfg: &BenchConfig,
     partitions: i32,
     before: Vec<i64>,
@@ -230,7 +228,7 @@ struct RunFacts {
 fn build_report(
     cfg: Arc<BenchConfig>,
     run: RunFacts,
-    slots: &[SlotOutcome],
+    slots: &[ProducerOutcome],
     outs: &[ConsumerOutcome],
     consume_shared: &ConsumeShared,
     verification: Option<Verification>,
