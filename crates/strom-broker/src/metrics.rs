@@ -66,7 +66,8 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!("strom_requests_total", "Kafka requests read, by API and outcome (handled, bad_request, closed).");
     describe_counter!("strom_errors_total", "Non-zero error codes in responses (every level: request, topic, partition, group), by API and code.");
-    describe_histogram!("strom_request_duration_seconds", Unit::Seconds, "Time from reading a request to its response being ready, by API.");
+    describe_histogram!("strom_request_duration_seconds", Unit::Seconds, "Time the handler takes to decide a request's answer, by API (not counting waits for durability or long polls).");
+    describe_histogram!("strom_produce_ack_duration_seconds", Unit::Seconds, "Broker-side produce latency (acks=1/all): from the decoded request to its answer being ready, appends and the fsync wait included.");
     describe_counter!("strom_produced_bytes_total", Unit::Bytes, "Record-batch bytes appended, by topic.");
     describe_counter!("strom_produced_records_total", "Records appended, by topic.");
     describe_counter!("strom_fetched_bytes_total", Unit::Bytes, "Record-batch bytes returned to fetchers, by topic.");
@@ -82,6 +83,7 @@ fn describe() {
     describe_histogram!("strom_log_flush_duration_seconds", Unit::Seconds, "Duration of one group-commit fdatasync.");
     describe_histogram!("strom_log_appends_per_flush", "Appends made durable by one fsync (group-commit efficiency).");
     describe_counter!("strom_log_fsync_failures_total", "Fsync failures (each latches its partition failed).");
+    describe_counter!("strom_log_preallocated_bytes_total", Unit::Bytes, "Zeros written (and fsynced) ahead of busy active segments.");
 }
 
 /// The metric label of an API key: its name as Kafka spells it in the enum (`Produce`).

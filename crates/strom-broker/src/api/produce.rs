@@ -23,6 +23,7 @@ enum Appended {
 
 /// Appends every partition's records now; answers later (after the fsync) or never (`acks=0`).
 pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<ProduceResponse> {
+    let received = std::time::Instant::now();
     let state = &ctx.state;
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
@@ -72,6 +73,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
             }
             responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
         }
+        metrics::histogram!("strom_produce_ack_duration_seconds").record(received.elapsed().as_secs_f64());
         ProduceResponse::default().with_responses(responses)
     }))
 }
