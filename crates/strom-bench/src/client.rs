@@ -39,6 +39,14 @@ pub(crate) fn base_config(cfg: &BenchConfig) -> ClientConfig {
     c
 }
 
+/// Applies the run's `client_config` overrides last, so they win.
+fn with_overrides(mut c: ClientConfig, cfg: &BenchConfig) -> ClientConfig {
+    for (key, value) in &cfg.client_config {
+        c.set(key, value);
+    }
+    c
+}
+
 /// Producer settings from the run's parameters.
 pub(crate) fn producer_config(cfg: &BenchConfig) -> ClientConfig {
     let mut c = base_config(cfg);
@@ -55,7 +63,7 @@ pub(crate) fn producer_config(cfg: &BenchConfig) -> ClientConfig {
     if let Some(batch) = cfg.batch_size {
         c.set("batch.size", batch.to_string());
     }
-    c
+    with_overrides(c, cfg)
 }
 
 /// Consumer settings: partitions are assigned at explicit offsets and nothing is
@@ -67,7 +75,7 @@ pub(crate) fn consumer_config(cfg: &BenchConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "100");
-    c
+    with_overrides(c, cfg)
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -82,6 +82,10 @@ pub struct BenchConfig {
     pub batch_size: Option<u64>,
     /// librdkafka `enable.idempotence`. Default: false.
     pub idempotent: bool,
+    /// Further librdkafka settings (`key`, `value`) for every client of the run, applied
+    /// after the ones above, as kcat's `-X`. Default: none.
+    #[serde(default)]
+    pub client_config: Vec<(String, String)>,
     /// Fixed target rate in messages per second across all producers. Latency is then
     /// measured from each message's intended send time, so a stall that delays later
     /// sends shows in their latency (no coordinated omission). `None`: as fast as the
@@ -117,6 +121,7 @@ impl BenchConfig {
             linger_ms: None,
             batch_size: None,
             idempotent: false,
+            client_config: Vec::new(),
             rate: None,
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(10),

@@ -162,3 +162,22 @@ fn delivery_errors_fail_the_run_and_are_reported() {
     let missing = strom.run(&["bench", "--topic", "nope", "--duration", "1s"]).failed("bench on a missing topic");
     assert!(missing.contains("topic \"nope\" does not exist (pass --create-topic to create it)"), "{missing}");
 }
+
+/// `-X KEY=VALUE` reaches librdkafka: a valid setting runs, an unknown one is refused by
+/// the client with its name in the error, and a malformed pair is refused by the CLI.
+#[test]
+fn client_config_overrides_reach_librdkafka() {
+    let broker = TestBroker::start();
+    let strom = Strom::new(broker.bootstrap());
+    let report = strom
+        .run(&["bench", "--topic", "x", "--create-topic", "--messages", "50", "-X", "socket.nagle.disable=true", "--json"])
+        .ok("bench with -X")
+        .json();
+    assert_eq!(u(&report["acknowledged"]), 50, "{report}");
+    assert_eq!(report["params"]["client_config"][0][0], "socket.nagle.disable", "{report}");
+
+    let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "no.such.setting=1"]).failed("unknown librdkafka setting");
+    assert!(err.contains("no.such.setting"), "{err}");
+    let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "novalue"]).failed("malformed -X");
+    assert!(err.contains("is not KEY=VALUE"), "{err}");
+}

@@ -92,6 +92,11 @@ pub struct Args {
     #[arg(long)]
     idempotent: bool,
 
+    /// Any other librdkafka setting for the bench's clients, as KEY=VALUE (repeatable, like
+    /// kcat's -X), e.g. `-X socket.nagle.disable=true`. Applied after the options above.
+    #[arg(long = "client-config", short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    client_config: Vec<(String, String)>,
+
     /// Fixed target rate in messages/s (latency then counts from each message's
     /// intended send time, so stalls are not hidden).
     #[arg(long, value_name = "MSG/S")]
@@ -111,6 +116,14 @@ enum ModeArg {
     Produce,
     Consume,
     Roundtrip,
+}
+
+/// `KEY=VALUE` with a non-empty key.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 impl Args {
@@ -139,6 +152,7 @@ impl Args {
         cfg.linger_ms = Some(self.linger_ms);
         cfg.batch_size = self.batch_size;
         cfg.idempotent = self.idempotent;
+        cfg.client_config = self.client_config.clone();
         cfg.rate = self.rate;
         cfg.warmup = self.warmup;
         cfg.timeout = self.client.timeout;
