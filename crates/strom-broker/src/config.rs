@@ -66,7 +66,7 @@ pub struct Config {
     /// Zero-filled space kept ahead of a busy partition's active segment so an append's
     /// fsync has no block allocation to commit through the filesystem journal (about half
     /// the fsync time on ext4); 0 turns it off. See `strom_log::ManagerConfig`. Default:
-    /// 8388608 (8 MiB).
+    /// 524288 (512 KiB).
     pub preallocate_bytes: u64,
     /// At most this many sealed segment files stay open across all partitions; colder ones
     /// are closed and reopened on demand. Default: 512.
@@ -95,7 +95,7 @@ impl Default for Config {
             shutdown_timeout_ms: 10_000,
             fetch_max_bytes: 55 * 1024 * 1024,
             flush_threads: 4,
-            preallocate_bytes: 8 * 1024 * 1024,
+            preallocate_bytes: 512 * 1024,
             max_open_sealed_segments: 512,
             retention_check_interval_ms: 300_000,
             log: LogDefaults::default(),

@@ -156,7 +156,13 @@ pub struct ManagerConfig {
     /// is not preallocated (measured: 16 KiB messages at full disk bandwidth lost a third of
     /// their throughput). A busy one holds up to 1.5× this much unused space at the end of
     /// its active segment; it is released when the segment rolls or the log closes, and
-    /// recovery after a crash cuts it off like any torn tail. Default: 8 MiB.
+    /// recovery after a crash cuts it off like any torn tail.
+    ///
+    /// Small steps keep each zero-fill short: its fsync commits the new blocks through the
+    /// journal and must write the zeros first, and a data fsync that meets it waits. With
+    /// 8 MiB steps this machine showed ~9 data fsyncs a second over 10 ms at 280K msg/s;
+    /// with 256 KiB–1 MiB steps 0.5–2 a second, and a lower p99 (docs/PERFORMANCE.md).
+    /// Default: 512 KiB.
     pub preallocate_bytes: u64,
     /// A partition starts preallocating once it has appended this many bytes since it was
     /// opened, so idle partitions cost no disk space. Default: 1 MiB.
@@ -176,7 +182,7 @@ impl ManagerConfig {
             max_open_sealed_segments: 512,
             flush_threads: 4,
             auto_high_watermark: true,
-            preallocate_bytes: 8 * 1024 * 1024,
+            preallocate_bytes: 512 * 1024,
             preallocate_after_bytes: 1024 * 1024,
         }
     }
