@@ -92,6 +92,11 @@ impl Flusher {
         self.shared.wake.notify_one();
     }
 
+    /// Whether items are queued that no thread has taken yet.
+    pub(crate) fn has_waiting(&self) -> bool {
+        !lock(&self.shared.queue).now.is_empty()
+    }
+
     /// Asks for `item` to be flushed at `due` (flush policy `interval`).
     pub(crate) fn request_at(&self, item: Item, due: Instant) {
         let mut q = lock(&self.shared.queue);

@@ -427,6 +427,16 @@ impl PartitionLog {
     }
 
     fn request_flush(&self, after: Option<Duration>) {
+        if after.is_none() {
+            let mut f = self.inner.flushing.lock().unwrap_or_else(|p| p.into_inner());
+            if f.running {
+                // The running flush goes round again for this append when its fsync is done:
+                // no queue entry, no thread to wake (under load most appends arrive during an
+                // fsync, and each wake-up was a context switch on a busy core).
+                f.again = true;
+                return;
+            }
+        }
         if self.inner.flush_queued.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -673,7 +683,8 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
     Ok(())
 }
 
-/// Whether an fsync of a partition is running, and whether another was asked for meanwhile.
+/// Whether an fsync of a partition is running, and whether another was asked for meanwhile
+/// (by an append made during it, which then waits for the next fsync: the group commit).
 #[derive(Debug, Default)]
 pub(crate) struct FlushState {
     running: bool,
@@ -693,18 +704,25 @@ impl Job for Shared {
             }
             f.running = true;
         }
-        self.flush_once();
-        let again = {
+        loop {
+            self.flush_once();
             let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-            f.running = false;
-            std::mem::take(&mut f.again)
-        };
-        if again {
-            // Back of the queue rather than round again here: with more busy partitions
-            // than flusher threads, every partition still gets its turn.
-            if let Some(me) = self.me.upgrade() {
-                PartitionLog { inner: me }.request_flush(None);
+            if !std::mem::take(&mut f.again) {
+                f.running = false;
+                return;
             }
+            if self.env.flusher.has_waiting() {
+                // Other partitions are waiting for a thread: go to the back of the queue
+                // rather than round again here, so every partition gets its turn.
+                f.running = false;
+                drop(f);
+                if let Some(me) = self.me.upgrade() {
+                    PartitionLog { inner: me }.request_flush(None);
+                }
+                return;
+            }
+            // Nobody else is waiting: the next fsync starts on this thread at once, still
+            // marked running, so appends meanwhile keep joining it.
         }
     }
 }
