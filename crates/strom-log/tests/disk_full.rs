@@ -14,12 +14,25 @@ use std::process::Command;
 use strom_log::{build_batch, Error, FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound};
 
 const CHILD_ENV: &str = "STROM_DISK_FULL_CHILD";
+/// Set (to anything) for a child that preallocates from its first append.
+const PREALLOC_ENV: &str = "STROM_DISK_FULL_PREALLOC";
 /// The file-size limit: room for some batches, not for the test's whole load.
 const LIMIT: u64 = 256 * 1024;
 
 fn config() -> LogConfig {
     // One segment larger than the limit, so the limit (not a roll) is what stops appends.
     LogConfig { segment_bytes: 64 * 1024 * 1024, flush_policy: FlushPolicy::Always, ..LogConfig::default() }
+}
+
+/// The child's manager: with `prealloc`, zero-fills start at once and run into the limit
+/// before the appends do.
+fn manager_config(dir: &Path, prealloc: bool) -> ManagerConfig {
+    let mut m = ManagerConfig::new(dir);
+    if prealloc {
+        m.preallocate_bytes = 64 * 1024;
+        m.preallocate_after_bytes = 0;
+    }
+    m
 }
 
 #[test]
@@ -35,7 +48,8 @@ fn disk_full_child() {
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let mgr = LogManager::open(ManagerConfig::new(Path::new(&dir))).expect("open");
+        let prealloc = std::env::var_os(PREALLOC_ENV).is_some();
+        let mgr = LogManager::open(manager_config(Path::new(&dir), prealloc)).expect("open");
         let log = mgr.create("full", 0, config()).expect("create");
         let value = vec![0xabu8; 10_000];
         let mut acked = Vec::new();
@@ -67,12 +81,24 @@ fn disk_full_child() {
 
 #[test]
 fn a_full_disk_rejects_appends_cleanly_and_keeps_what_was_acknowledged() {
+    full_disk_run(false);
+}
+
+/// The same with preallocation: the zero-fill meets the limit first, stops, and the appends
+/// that still fit use the space it did write.
+#[test]
+fn a_full_disk_with_preallocation_rejects_appends_cleanly_too() {
+    full_disk_run(true);
+}
+
+fn full_disk_run(prealloc: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(std::env::current_exe().expect("current exe"))
-        .args(["--exact", "disk_full_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir.path())
-        .output()
-        .expect("running the child");
+    let mut child = Command::new(std::env::current_exe().expect("current exe"));
+    child.args(["--exact", "disk_full_child", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, dir.path());
+    if prealloc {
+        child.env(PREALLOC_ENV, "1");
+    }
+    let out = child.output().expect("running the child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     // The test harness prints "test disk_full_child ... " before the child's own line.
