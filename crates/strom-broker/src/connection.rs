@@ -253,12 +253,25 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Reply
             match reply {
                 Reply::Ready(b) => batch.push(b),
                 Reply::None => {}
-                Reply::Later(fut) => {
-                    // Send what is ready before waiting on something slow.
-                    if write_batch(&mut w, &mut batch).await.is_err() {
-                        return;
-                    }
-                    match fut.await {
+                Reply::Later(mut fut) => {
+                    // Already answered (the fsync that covers it has finished, as it has for
+                    // every produce it covered at once): gather it with the others into one
+                    // write instead of one write (and one client wake-up) per response.
+                    let answered = match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                        std::task::Poll::Ready(r) => Some(r),
+                        std::task::Poll::Pending => None,
+                    };
+                    let result = match answered {
+                        Some(r) => r,
+                        None => {
+                            // Send what is ready before waiting on something slow.
+                            if write_batch(&mut w, &mut batch).await.is_err() {
+                                return;
+                            }
+                            fut.await
+                        }
+                    };
+                    match result {
                         Ok(b) => batch.push(b),
                         Err(e) => {
                             warn!(%peer, error = %e, "could not answer a request; closing connection");
@@ -306,6 +319,51 @@ async fn write_batch(w: &mut (impl AsyncWrite + Unpin), batch: &mut Vec<Bytes>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer that records each write call separately.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn later(f: impl std::future::Future<Output = Bytes> + Send + 'static) -> Reply {
+        Reply::Later(Box::pin(async move { Ok(f.await) }))
+    }
+
+    /// Responses whose futures are already resolved go out in one write, in request order;
+    /// one still waiting is preceded by a write of everything before it.
+    #[tokio::test]
+    async fn answered_responses_are_gathered_in_order() {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(later(async { Bytes::from_static(b"a") })).await.unwrap();
+        tx.send(Reply::Ready(Bytes::from_static(b"b"))).await.unwrap();
+        tx.send(later(async { Bytes::from_static(b"c") })).await.unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Bytes>();
+        tx.send(later(async move { done_rx.await.unwrap() })).await.unwrap();
+        tx.send(later(async { Bytes::from_static(b"e") })).await.unwrap();
+        drop(tx);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let writer = tokio::spawn(async move {
+            let mut w = Writes::default();
+            write_loop(&mut w, rx, peer).await;
+            w.0
+        });
+        tokio::task::yield_now().await;
+        done_tx.send(Bytes::from_static(b"d")).unwrap();
+        let writes = writer.await.unwrap();
+        assert_eq!(writes, vec![b"abc".to_vec(), b"de".to_vec()]);
+    }
 
     #[tokio::test]
     async fn frames_are_split_and_bad_sizes_rejected() {
