@@ -92,9 +92,12 @@ impl Flusher {
         self.shared.wake.notify_one();
     }
 
-    /// Whether items are queued that no thread has taken yet.
+    /// Whether items are waiting that no thread has taken yet: queued ones, and timed ones
+    /// whose time has come.
     pub(crate) fn has_waiting(&self) -> bool {
-        !lock(&self.shared.queue).now.is_empty()
+        let q = lock(&self.shared.queue);
+        let now = Instant::now();
+        !q.now.is_empty() || q.timed.iter().any(|t| t.0 <= now)
     }
 
     /// Asks for `item` to be flushed at `due` (flush policy `interval`).

@@ -752,6 +752,9 @@ impl Shared {
         metrics::histogram!("strom_log_appends_per_flush").record(covered as f64);
         let Ok(mut st) = log.lock() else { return };
         match result {
+            // A failed log publishes nothing more: another fsync of this file (a roll, a
+            // preallocation) may have heard of lost pages that this one was not told about.
+            Ok(()) if st.failed => {}
             Ok(()) if st.generation == generation => log.publish_durable(end),
             Ok(()) => {} // truncated meanwhile: the snapshot says nothing about the new tail
             Err(e) => {
@@ -795,7 +798,7 @@ impl PartitionLog {
         let limit = st.config.segment_bytes;
         let failed_here = st.prealloc_failed_segment;
         let seg = st.active();
-        if failed_here == Some(seg.base_offset) || seg.file_len >= limit || seg.file_len - seg.size >= chunk / 2 {
+        if failed_here == Some(seg.base_offset) || seg.file_len >= limit || seg.file_len.saturating_sub(seg.size) >= chunk / 2 {
             return false;
         }
         st.preallocating = true;
@@ -831,10 +834,23 @@ impl PartitionLog {
         }
         let (limit, generation) = (st.config.segment_bytes, st.generation);
         let seg = st.active();
-        let Some(file) = seg.file.clone() else { return Ok(()) };
+        if seg.file.is_none() {
+            return Ok(());
+        }
         let (base, path) = (seg.base_offset, seg.path.clone());
         let target = (seg.file_len + chunk).min(limit.max(seg.file_len));
         drop(st);
+        // Its own open file, not the flusher's: the kernel reports a writeback error once per
+        // open file, and this fsync also writes back appended data. Through a shared file, an
+        // error on those pages could be reported here only, and the flusher's fsync would then
+        // succeed and acknowledge the lost data. Through separate ones both fsyncs see it.
+        let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "preallocation skipped: cannot open the segment");
+                return Err(base);
+            }
+        };
         let mut written = 0u64;
         loop {
             let Ok(mut st) = self.lock() else { return Ok(()) };
@@ -865,10 +881,13 @@ impl PartitionLog {
                 }
             }
         }
+        if written == 0 {
+            return Ok(()); // appends outran the fill: nothing of ours to make durable
+        }
         if let Err(e) = file.sync_data() {
-            // The same open file as the data: the kernel reports a writeback error once per
-            // open file, so this fsync may be the only one to hear about lost data pages.
-            // Treat it as a failed data fsync.
+            // This fsync also wrote back appended data, and may have been told first that some
+            // of it was lost (the flusher's own fsync hears it too, see above): treat it as a
+            // failed data fsync.
             tracing::error!(path = %path.display(), error = %e, "fsync of preallocated space failed; log is now failed and refuses writes");
             metrics::counter!("strom_log_fsync_failures_total").increment(1);
             if let Ok(mut st) = self.lock() {
