@@ -21,8 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::LogContext;
 use crate::payload::read_stamp;
-use crate::produce::MAX_ERROR_SAMPLES;
-use crate::runner::{Live, Window, new_histogram, record_micros};
+use crate::runner::{Live, Window, keep_sample, new_histogram, record_micros};
 use crate::{BenchConfig, Error, Limit, Mode};
 
 /// How long one poll waits before the stop conditions are checked again.
@@ -178,10 +177,7 @@ pub(crate) fn consume(
             Some(Err(e)) => {
                 shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 out.errors += 1;
-                let msg = format!("consumer error: {}", crate::error::describe(&e));
-                if out.error_samples.len() < MAX_ERROR_SAMPLES && !out.error_samples.contains(&msg) {
-                    out.error_samples.push(msg);
-                }
+                keep_sample(&mut out.error_samples, &format!("consumer error: {}", crate::error::describe(&e)));
             }
             None => {}
         }

@@ -28,11 +28,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::payload::PayloadGen;
-use crate::runner::{Live, Window, new_histogram, record_micros};
+use crate::client::LogContext;
+use crate::runner::{Live, Window, keep_sample, new_histogram, record_micros};
 use crate::{BenchConfig, Limit, Mode};
-
-/// How many distinct error messages a report keeps.
-pub(crate) const MAX_ERROR_SAMPLES: usize = 5;
 
 /// A producer of a run.
 pub(crate) type BenchProducer = ThreadedProducer<ProducerCtx>;
@@ -77,9 +75,7 @@ impl ProducerOutcome {
 
     fn error(&mut self, msg: String) {
         self.errors += 1;
-        if self.error_samples.len() < MAX_ERROR_SAMPLES && !self.error_samples.contains(&msg) {
-            self.error_samples.push(msg);
-        }
+        keep_sample(&mut self.error_samples, &msg);
     }
 }
 
@@ -134,13 +130,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Client logs and errors go where every other client of the run sends them.
 impl ClientContext for ProducerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+        LogContext.log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(target: "librdkafka", %error, "{reason}");
+        LogContext.error(error, reason);
     }
 }
 

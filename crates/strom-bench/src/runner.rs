@@ -15,7 +15,7 @@ use rdkafka::producer::Producer;
 
 use crate::client::producer_config;
 use crate::consume::{self, ConsumeShared, ConsumerOutcome};
-use crate::produce::{BenchProducer, MAX_ERROR_SAMPLES, ProduceShared, ProducerCtx, ProducerOutcome};
+use crate::produce::{BenchProducer, ProduceShared, ProducerCtx, ProducerOutcome};
 use crate::report::{Hardware, LatencySummary, PartitionWatermarks, Report, Throughput, Verification};
 use crate::topic::{ensure_topic, high_watermarks};
 use crate::{BenchConfig, Error, Limit, Mode};
@@ -48,6 +48,16 @@ pub(crate) struct Window {
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // Three significant digits; `new` only fails for sigfig > 5.
     Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
+}
+
+/// How many distinct error messages a report keeps.
+const MAX_ERROR_SAMPLES: usize = 5;
+
+/// Keeps `msg` as an error sample unless it is already there or there are enough.
+pub(crate) fn keep_sample(samples: &mut Vec<String>, msg: &str) {
+    if samples.len() < MAX_ERROR_SAMPLES && !samples.iter().any(|s| s == msg) {
+        samples.push(msg.to_owned());
+    }
 }
 
 /// Records `d` in microseconds (at least 1, the histogram's lowest value).
@@ -238,23 +248,16 @@ fn build_report(
     let mut e2e = new_histogram();
     let mut errors = 0;
     let mut samples: Vec<String> = Vec::new();
-    let keep = |s: &[String], samples: &mut Vec<String>| {
-        for e in s {
-            if samples.len() < MAX_ERROR_SAMPLES && !samples.contains(e) {
-                samples.push(e.clone());
-            }
-        }
-    };
     for s in slots {
         // Both histograms auto-resize, so adding cannot fail for lack of range.
         let _ = produce_latency.add(&s.latency);
         errors += s.errors;
-        keep(&s.error_samples, &mut samples);
+        s.error_samples.iter().for_each(|e| keep_sample(&mut samples, e));
     }
     for o in outs {
         let _ = e2e.add(&o.end_to_end);
         errors += o.errors;
-        keep(&o.error_samples, &mut samples);
+        o.error_samples.iter().for_each(|e| keep_sample(&mut samples, e));
     }
     let since_warmup =
         |last: Option<Instant>| last.map_or(Duration::ZERO, |l| l.saturating_duration_since(window.warmup_end));

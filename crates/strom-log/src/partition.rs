@@ -20,10 +20,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::batch::{check_batch, rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
-use crate::config::{FlushPolicy, LogConfig};
+use crate::config::{FlushPolicy, LogConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
-use crate::config::PREALLOCATE_MAX_FLUSH_BYTES;
 use crate::flusher::{Flusher, Job};
 use crate::producer_state::{ProducerStates, SeqCheck};
 use crate::segment::{find_batch, read_bytes, scan_validate, segment_file, Indexes, Segment};
@@ -945,8 +944,9 @@ mod tests {
                 claimed |= log.lock().unwrap().preallocating;
                 rt.block_on(log.wait_durable(info.last_offset)).unwrap();
             }
-            let st = log.lock().unwrap();
-            let filled = st.segments.values().next_back().unwrap().file_len > st.segments.values().next_back().unwrap().size;
+            let mut st = log.lock().unwrap();
+            let active = st.active();
+            let filled = active.file_len > active.size;
             assert_eq!(claimed || filled, expect_fill, "{value_len}-byte appends (average {} bytes per fsync)", st.flush_bytes_avg);
             drop(st);
             mgr.shutdown().unwrap();
