@@ -837,7 +837,8 @@ impl PartitionLog {
             return Ok(());
         }
         let (base, path) = (seg.base_offset, seg.path.clone());
-        let target = (seg.file_len + chunk).min(limit.max(seg.file_len));
+        // Any configured step is capped by the segment size (and cannot overflow).
+        let target = seg.file_len.saturating_add(chunk).min(limit.max(seg.file_len));
         drop(st);
         // Its own open file, not the flusher's: the kernel reports a writeback error once per
         // open file, and this fsync also writes back appended data. Through a shared file, an

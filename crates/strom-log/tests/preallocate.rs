@@ -21,9 +21,13 @@ fn log_config(segment_bytes: u64) -> LogConfig {
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> LogManager {
+    open_with_chunk(dir, segment_bytes, CHUNK)
+}
+
+fn open_with_chunk(dir: &Path, segment_bytes: u64, chunk: u64) -> LogManager {
     let mut m = ManagerConfig::new(dir);
     m.default_log = log_config(segment_bytes);
-    m.preallocate_bytes = CHUNK;
+    m.preallocate_bytes = chunk;
     m.preallocate_after_bytes = 0;
     LogManager::open(m).expect("open")
 }
@@ -148,5 +152,21 @@ fn crash_with_zero_filled_tail_keeps_every_acknowledged_batch() {
     assert_eq!(bytes.len(), data_end(&bytes), "recovery cut the zeros off");
     let info = log.append(make_batch(5_000, 2, 10, 5, None), 0).expect("append after recovery");
     assert_eq!(info.base_offset, 30 * 4, "offsets continue after the recovered end");
+    mgr.shutdown().expect("shutdown");
+}
+
+/// A preallocation step far beyond any segment (a careless config) neither overflows nor
+/// grows the file past `segment.bytes`.
+#[test]
+fn an_absurd_step_is_capped_by_the_segment_size() {
+    let rt = common::runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segment_bytes = 256 * 1024;
+    let mgr = open_with_chunk(dir.path(), segment_bytes, u64::MAX);
+    let log = mgr.create(TOPIC, 0, log_config(segment_bytes)).expect("create");
+    let batches = append_acked(&rt, &log, 3, 10);
+    let (_, file_len) = wait_for_preallocation(dir.path());
+    assert_eq!(file_len as u64, segment_bytes, "filled up to segment.bytes, no further");
+    assert_log_holds(&log, &batches);
     mgr.shutdown().expect("shutdown");
 }
