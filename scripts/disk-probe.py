@@ -18,7 +18,7 @@ CHUNK = 12800
 def report(mode, lat, secs):
     lat.sort()
     n = len(lat)
-    print(f"{mode:10} fsyncs/s={n/secs:7.0f} p50={lat[n//2]*1e3:.3f}ms p99={lat[int(n*.99)]*1e3:.3f}ms "
+    print(f"{mode:10} fsyncs/s={n/secs:7.0f} mean={sum(lat)/n*1e3:.3f}ms p50={lat[n//2]*1e3:.3f}ms p99={lat[int(n*.99)]*1e3:.3f}ms "
           f"p999={lat[int(n*.999)]*1e3:.2f}ms max={lat[-1]*1e3:.1f}ms over10ms={sum(1 for x in lat if x > 0.01)}")
 
 

@@ -76,8 +76,9 @@ pub struct BenchConfig {
     pub acks: String,
     /// librdkafka `compression.type`: none, gzip, snappy, lz4, zstd. Default: none.
     pub compression: String,
-    /// librdkafka `linger.ms`; `None` keeps librdkafka's default (5 ms).
-    pub linger_ms: Option<u64>,
+    /// librdkafka `linger.ms` (fractions allowed, as librdkafka takes them); `None` keeps
+    /// librdkafka's default (5 ms).
+    pub linger_ms: Option<f64>,
     /// librdkafka `batch.size` in bytes; `None` keeps librdkafka's default (1,000,000).
     pub batch_size: Option<u64>,
     /// librdkafka `enable.idempotence`. Default: false.
@@ -100,6 +101,9 @@ pub struct BenchConfig {
     #[serde(with = "duration_secs")]
     pub timeout: Duration,
 }
+
+/// librdkafka's upper bound for `linger.ms` (15 minutes).
+pub const MAX_LINGER_MS: f64 = 900_000.0;
 
 impl BenchConfig {
     /// A configuration with every default, against `bootstrap_servers`.
@@ -175,6 +179,11 @@ impl BenchConfig {
         {
             return bad("rate", format!("{rate} is not a positive number of messages/s"));
         }
+        if let Some(linger) = self.linger_ms
+            && !(linger.is_finite() && (0.0..=MAX_LINGER_MS).contains(&linger))
+        {
+            return bad("linger_ms", format!("{linger} is outside librdkafka's 0..={MAX_LINGER_MS} ms"));
+        }
         if !matches!(self.acks.as_str(), "0" | "1" | "all" | "-1") {
             return bad("acks", format!("{:?} is not one of 0, 1, all", self.acks));
         }
@@ -233,6 +242,15 @@ mod tests {
         let mut c = BenchConfig::new("x:1");
         c.limit = Limit::Messages(0);
         assert!(matches!(c.validate(), Err(Error::Config { field: "messages", .. })));
+
+        for linger in [-0.5, f64::NAN, MAX_LINGER_MS + 1.0] {
+            let mut c = BenchConfig::new("x:1");
+            c.linger_ms = Some(linger);
+            assert!(matches!(c.validate(), Err(Error::Config { field: "linger_ms", .. })), "{linger}");
+        }
+        let mut c = BenchConfig::new("x:1");
+        c.linger_ms = Some(0.05);
+        c.validate().expect("a fractional linger is valid");
     }
 
     #[test]
@@ -241,6 +259,7 @@ mod tests {
         c.limit = Limit::Messages(1000);
         c.warmup = Duration::from_millis(1500);
         c.rate = Some(5000.0);
+        c.linger_ms = Some(0.05);
         let text = serde_json::to_string(&c).expect("serialize");
         assert!(text.contains("\"warmup\":1.5"), "{text}");
         assert!(text.contains("\"limit\":{\"messages\":1000}"), "{text}");

@@ -164,20 +164,24 @@ fn delivery_errors_fail_the_run_and_are_reported() {
 }
 
 /// `-X KEY=VALUE` reaches librdkafka: a valid setting runs, an unknown one is refused by
-/// the client with its name in the error, and a malformed pair is refused by the CLI.
+/// the client with its name in the error, and a malformed pair is refused by the CLI. A
+/// fractional `--linger-ms` is taken as librdkafka takes it.
 #[test]
 fn client_config_overrides_reach_librdkafka() {
     let broker = TestBroker::start();
     let strom = Strom::new(broker.bootstrap());
     let report = strom
-        .run(&["bench", "--topic", "x", "--create-topic", "--messages", "50", "-X", "socket.nagle.disable=true", "--json"])
-        .ok("bench with -X")
+        .run(&["bench", "--topic", "x", "--create-topic", "--messages", "50", "--linger-ms", "0.05", "-X", "socket.nagle.disable=true", "--json"])
+        .ok("bench with -X and a fractional linger")
         .json();
     assert_eq!(u(&report["acknowledged"]), 50, "{report}");
     assert_eq!(report["params"]["client_config"][0][0], "socket.nagle.disable", "{report}");
+    assert_eq!(report["params"]["linger_ms"], 0.05, "{report}");
 
     let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "no.such.setting=1"]).failed("unknown librdkafka setting");
     assert!(err.contains("no.such.setting"), "{err}");
     let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "novalue"]).failed("malformed -X");
     assert!(err.contains("is not KEY=VALUE"), "{err}");
+    let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "--linger-ms=-1"]).failed("negative linger");
+    assert!(err.contains("linger"), "{err}");
 }

@@ -78,11 +78,12 @@ pub struct Args {
     #[arg(long, default_value = "none", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     compression: String,
 
-    /// Client batching delay in ms. Default 0: with librdkafka's own default (5 ms) a closed
-    /// loop turns into stop-and-wait (all in-flight sends ride in one request, then wait for
-    /// the linger again), which measures the linger, not the broker.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    linger_ms: u64,
+    /// Client batching delay in ms; fractions such as 0.05 are allowed. Default 0: with
+    /// librdkafka's own default (5 ms) a closed loop turns into stop-and-wait (all in-flight
+    /// sends ride in one request, then wait for the linger again), which measures the
+    /// linger, not the broker. See docs/PERFORMANCE.md for sub-millisecond values.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    linger_ms: f64,
 
     /// Maximum batch size in bytes (librdkafka's default: 1000000).
     #[arg(long, value_name = "BYTES")]
