@@ -60,7 +60,7 @@ pub struct ConfigKey {
 /// Every topic config the broker honours, in the order DescribeConfigs lists them.
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey { name: CLEANUP_POLICY, config_type: ConfigType::List, doc: "delete: old segments are deleted by retention (compact is not supported yet)" },
-    ConfigKey { name: FLUSH_POLICY, config_type: ConfigType::String, doc: "always: fsync before acknowledging; interval:<ms>: fsync within <ms>; never: fsync only on roll/close" },
+    ConfigKey { name: FLUSH_POLICY, config_type: ConfigType::String, doc: "always: fsync before acknowledging; interval:<ms>: fsync within <ms>; never: fsync on roll/close; both also fsync in the background every 4 MiB" },
     ConfigKey { name: MAX_MESSAGE_BYTES, config_type: ConfigType::Int, doc: "largest record batch a producer may send" },
     ConfigKey { name: RETENTION_BYTES, config_type: ConfigType::Long, doc: "delete oldest segments while a partition is larger; -1: no limit" },
     ConfigKey { name: RETENTION_MS, config_type: ConfigType::Long, doc: "delete segments whose newest record is older; -1: keep forever" },

@@ -16,9 +16,11 @@ pub enum FlushPolicy {
     /// only then completes the waiter. Default.
     #[default]
     Always,
-    /// Acknowledge at once; the flusher fsyncs dirty data at most this long after it was written.
+    /// Acknowledge at once; the flusher fsyncs dirty data at most this long after it was
+    /// written, and sooner once [`BACKGROUND_FLUSH_BYTES`] are unflushed.
     Interval(Duration),
-    /// Acknowledge at once; fsync only when a segment rolls or the log closes.
+    /// Acknowledge at once; fsync when a segment rolls or the log closes, and in the
+    /// background once [`BACKGROUND_FLUSH_BYTES`] are unflushed.
     Never,
 }
 
@@ -172,6 +174,14 @@ pub struct ManagerConfig {
 /// Partitions whose fsyncs cover more than this on average (bytes, moving average) are not
 /// preallocated: for them the journal commit saved is small next to writing the zeros.
 pub const PREALLOCATE_MAX_FLUSH_BYTES: u64 = 64 * 1024;
+
+/// Under the flush policies that acknowledge before the fsync (`interval`, `never`), a
+/// partition with this many unflushed bytes is fsynced in the background. Acknowledgements
+/// never wait for it; it exists because a segment roll fsyncs the old segment before the new
+/// one takes writes (so recovery only ever repairs the active segment), and without it a
+/// roll under `never` had a whole segment of dirty pages to write while appends to the
+/// partition waited: 300-440 ms per 128 MiB roll on the development machine.
+pub const BACKGROUND_FLUSH_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ManagerConfig {
     /// A manager config for `data_dir` with every other field at its default.

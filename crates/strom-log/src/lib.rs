@@ -32,7 +32,7 @@ mod recovery;
 mod segment;
 
 pub use batch::{build_batch, validate_batches, BatchHeader};
-pub use config::{FlushPolicy, LogConfig, ManagerConfig, PREALLOCATE_MAX_FLUSH_BYTES};
+pub use config::{BACKGROUND_FLUSH_BYTES, FlushPolicy, LogConfig, ManagerConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 pub use error::{BatchError, Error, Result};
 pub use manager::{validate_topic_name, LogManager};
 pub use partition::{AppendInfo, PartitionLog, ReadBound, ReadResult};

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::batch::{check_batch, rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
-use crate::config::{FlushPolicy, LogConfig, PREALLOCATE_MAX_FLUSH_BYTES};
+use crate::config::{BACKGROUND_FLUSH_BYTES, FlushPolicy, LogConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
 use crate::flusher::{Flusher, Job};
@@ -138,6 +138,9 @@ pub(crate) struct Shared {
     pub(crate) leo: AtomicI64,
     pub(crate) start: AtomicI64,
     pub(crate) flush_queued: AtomicBool,
+    /// A background flush (see [`crate::BACKGROUND_FLUSH_BYTES`]) is queued and not yet
+    /// started; kept apart from `flush_queued`, which a timed `interval` flush may hold.
+    pub(crate) background_queued: AtomicBool,
     /// At most one fsync of this partition runs at a time: a flush requested while one runs
     /// sets `again`, and the running one queues the partition again when its fsync is done,
     /// so every append made meanwhile is covered by one next fsync (group commit) instead
@@ -178,6 +181,7 @@ impl PartitionLog {
             leo: AtomicI64::new(leo),
             start: AtomicI64::new(start),
             flush_queued: AtomicBool::new(false),
+            background_queued: AtomicBool::new(false),
             flushing: Mutex::new(FlushState::default()),
             env,
             me: me.clone(),
@@ -353,11 +357,19 @@ impl PartitionLog {
             }
             FlushPolicy::Interval(every) => {
                 self.publish_durable(next);
+                let background = st.bytes_since_flush >= BACKGROUND_FLUSH_BYTES;
                 drop(st);
                 self.request_flush(Some(every));
+                if background {
+                    self.request_background_flush();
+                }
             }
             FlushPolicy::Never => {
                 self.publish_durable(next);
+                if st.bytes_since_flush >= BACKGROUND_FLUSH_BYTES {
+                    drop(st);
+                    self.request_background_flush();
+                }
             }
         }
         Ok(AppendInfo { base_offset, last_offset: next - 1, max_timestamp, record_count, duplicate: false })
@@ -443,6 +455,18 @@ impl PartitionLog {
         match after {
             None => self.inner.env.flusher.request(me),
             Some(d) => self.inner.env.flusher.request_at(me, Instant::now() + d),
+        }
+    }
+
+    /// Queues an fsync that no acknowledgement waits for (see [`BACKGROUND_FLUSH_BYTES`]); at
+    /// most one is queued at a time, and one that meets a running fsync just makes it go round
+    /// again.
+    fn request_background_flush(&self) {
+        if self.inner.background_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(me) = self.inner.me.upgrade() {
+            self.inner.env.flusher.request(me);
         }
     }
 
@@ -694,6 +718,7 @@ impl Job for Shared {
     /// One flush of this partition (see [`FlushState`]).
     fn run(&self) {
         self.flush_queued.store(false, Ordering::Release);
+        self.background_queued.store(false, Ordering::Release);
         {
             let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
             if f.running {
