@@ -179,8 +179,8 @@ pub const PREALLOCATE_MAX_FLUSH_BYTES: u64 = 64 * 1024;
 /// partition with this many unflushed bytes is fsynced in the background. Acknowledgements
 /// never wait for it; it exists because a segment roll fsyncs the old segment before the new
 /// one takes writes (so recovery only ever repairs the active segment), and without it a
-/// roll under `never` had a whole segment of dirty pages to write while appends to the
-/// partition waited: 300-440 ms per 128 MiB roll on the development machine.
+/// roll under `never` had a whole segment of dirty pages to write (with it, about this much) while appends to the
+/// partition waited: 314-451 ms per 128 MiB roll on the development machine.
 pub const BACKGROUND_FLUSH_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ManagerConfig {

@@ -100,6 +100,12 @@ impl Flusher {
         !q.now.is_empty() || q.timed.iter().any(|t| t.0 <= now)
     }
 
+    /// How many timed requests are waiting (for tests: each partition should have at most one).
+    #[cfg(test)]
+    pub(crate) fn timed_len(&self) -> usize {
+        lock(&self.shared.queue).timed.len()
+    }
+
     /// Asks for `item` to be flushed at `due` (flush policy `interval`).
     pub(crate) fn request_at(&self, item: Item, due: Instant) {
         let mut q = lock(&self.shared.queue);

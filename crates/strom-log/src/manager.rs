@@ -383,31 +383,33 @@ mod smoke_tests {
         mgr.shutdown().unwrap();
     }
 
-    /// Under the policies that acknowledge before the fsync, unflushed bytes past
-    /// `BACKGROUND_FLUSH_BYTES` are fsynced in the background: nothing else fsyncs here (no
-    /// roll, an hour-long interval), so `bytes_since_flush` dropping below the threshold
-    /// can only be that flush.
+    /// Under the policies that acknowledge before the fsync, every `BACKGROUND_FLUSH_BYTES`
+    /// of unflushed appends is fsynced in the background. Nothing else fsyncs here (no roll,
+    /// an hour-long interval), so each completed fsync can only be that flush. Under
+    /// `interval` the background flushes must not disturb the one timed request waiting.
     #[test]
     fn unflushed_bytes_are_written_back_in_the_background() {
+        const ROUNDS: u64 = 3;
         for policy in [FlushPolicy::Never, FlushPolicy::Interval(Duration::from_secs(3600))] {
             let dir = tempfile::tempdir().unwrap();
             let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
             let log = mgr.create("t", 0, LogConfig { flush_policy: policy, ..LogConfig::default() }).unwrap();
             let payload = vec![7u8; 64 * 1024];
-            let mut appended = 0;
-            while appended <= crate::BACKGROUND_FLUSH_BYTES {
-                appended += log.append(build_batch(1, None, &[&payload[..]]), 0).map(|_| payload.len() as u64).unwrap();
+            for round in 1..=ROUNDS {
+                let mut appended = 0;
+                while appended <= crate::BACKGROUND_FLUSH_BYTES {
+                    appended += log.append(build_batch(1, None, &[&payload[..]]), 0).map(|_| payload.len() as u64).unwrap();
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while log.inner.fsyncs_done.load(std::sync::atomic::Ordering::Relaxed) < round {
+                    assert!(std::time::Instant::now() < deadline, "{policy}: round {round} not fsynced after 10 s");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
             }
             assert_eq!(log.segment_count(), 1, "{policy}: no roll may fsync instead");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let unflushed = log.lock().unwrap().bytes_since_flush;
-                if unflushed < crate::BACKGROUND_FLUSH_BYTES {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "{policy}: {unflushed} bytes still unflushed after 10 s");
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            let timed = mgr.inner.env.flusher.timed_len();
+            let expected = usize::from(matches!(policy, FlushPolicy::Interval(_)));
+            assert_eq!(timed, expected, "{policy}: timed flush requests waiting after {ROUNDS} background flushes");
             mgr.shutdown().unwrap();
         }
     }

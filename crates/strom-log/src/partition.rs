@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     /// A background flush (see [`crate::BACKGROUND_FLUSH_BYTES`]) is queued and not yet
     /// started; kept apart from `flush_queued`, which a timed `interval` flush may hold.
     pub(crate) background_queued: AtomicBool,
+    /// Data fsyncs the flusher has completed successfully (what tests observe).
+    pub(crate) fsyncs_done: AtomicU64,
     /// At most one fsync of this partition runs at a time: a flush requested while one runs
     /// sets `again`, and the running one queues the partition again when its fsync is done,
     /// so every append made meanwhile is covered by one next fsync (group commit) instead
@@ -182,6 +184,7 @@ impl PartitionLog {
             start: AtomicI64::new(start),
             flush_queued: AtomicBool::new(false),
             background_queued: AtomicBool::new(false),
+            fsyncs_done: AtomicU64::new(0),
             flushing: Mutex::new(FlushState::default()),
             env,
             me: me.clone(),
@@ -462,12 +465,17 @@ impl PartitionLog {
     /// most one is queued at a time, and one that meets a running fsync just makes it go round
     /// again.
     fn request_background_flush(&self) {
+        {
+            let mut f = self.inner.flushing.lock().unwrap_or_else(|p| p.into_inner());
+            if f.running {
+                f.again = true;
+                return;
+            }
+        }
         if self.inner.background_queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(me) = self.inner.me.upgrade() {
-            self.inner.env.flusher.request(me);
-        }
+        self.inner.env.flusher.request(Arc::new(BackgroundFlush(self.inner.me.clone())));
     }
 
     /// Rolls the active segment when the incoming bytes would overflow `segment.bytes` or the
@@ -545,6 +553,9 @@ impl PartitionLog {
             file: Some(Arc::new(new_file)),
             first_append_ms: -1,
         });
+        // The roll's fsync covered everything unflushed: the background threshold and the
+        // preallocation's flush-size average start again from the new segment.
+        st.bytes_since_flush = 0;
         tracing::debug!(topic = %self.inner.topic, partition = self.inner.partition, base_offset = next, "rolled segment");
         Ok(())
     }
@@ -718,7 +729,29 @@ impl Job for Shared {
     /// One flush of this partition (see [`FlushState`]).
     fn run(&self) {
         self.flush_queued.store(false, Ordering::Release);
-        self.background_queued.store(false, Ordering::Release);
+        self.flush_loop();
+    }
+}
+
+/// A queued background flush of one partition (see [`BACKGROUND_FLUSH_BYTES`]). A job of its
+/// own, so that running it leaves `flush_queued` alone: under `interval` that flag stands for
+/// a timed request still waiting in the flusher, and clearing it would let the next append
+/// queue another.
+struct BackgroundFlush(Weak<Shared>);
+
+impl Job for BackgroundFlush {
+    fn run(&self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.background_queued.store(false, Ordering::Release);
+            inner.flush_loop();
+        }
+    }
+}
+
+impl Shared {
+    /// Runs fsyncs of this partition until no append asks for another, unless one already
+    /// runs (which is then told to go round again).
+    fn flush_loop(&self) {
         {
             let mut f = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
             if f.running {
@@ -749,9 +782,7 @@ impl Job for Shared {
             // marked running, so appends meanwhile keep joining it.
         }
     }
-}
 
-impl Shared {
     /// One group commit: snapshot what is written, fsync it without the state lock, publish.
     fn flush_once(&self) {
         let log = PartitionLog { inner: match self.me.upgrade() { Some(me) => me, None => return } };
@@ -771,6 +802,9 @@ impl Shared {
         let (Some(file), path, end, generation, covered) = snapshot else { return };
         let started = Instant::now();
         let result = file.sync_data();
+        if result.is_ok() {
+            self.fsyncs_done.fetch_add(1, Ordering::Relaxed);
+        }
         metrics::counter!("strom_log_flushes_total").increment(1);
         metrics::histogram!("strom_log_flush_duration_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("strom_log_appends_per_flush").record(covered as f64);
@@ -814,7 +848,8 @@ impl PartitionLog {
         if chunk == 0
             || st.preallocating
             || st.appended_since_open < self.inner.env.preallocate_after_bytes
-            // No fsync measured yet (or none ever: flush policy `never`), or large ones.
+            // No fsync measured yet, or large ones (under `never` and `interval` the
+            // background flushes average megabytes: those partitions are not preallocated).
             || !(1..=PREALLOCATE_MAX_FLUSH_BYTES).contains(&st.flush_bytes_avg)
         {
             return false;

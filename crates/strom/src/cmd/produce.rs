@@ -60,9 +60,10 @@ pub struct Args {
     #[arg(long)]
     idempotent: bool,
 
-    /// How long the client waits to fill a batch (librdkafka's default: 5).
+    /// How long the client waits to fill a batch, in ms; fractions allowed (librdkafka's
+    /// default: 5).
     #[arg(long, value_name = "MS")]
-    linger_ms: Option<u64>,
+    linger_ms: Option<f64>,
 
     /// Give up on a record not acknowledged within this time.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
