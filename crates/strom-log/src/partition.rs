@@ -440,16 +440,20 @@ impl PartitionLog {
         });
     }
 
+    /// If an fsync of this partition is running, tells it to go round again once done and
+    /// returns true: no queue entry, no thread to wake (under load most appends arrive during
+    /// an fsync, and each wake-up was a context switch on a busy core).
+    fn join_running_flush(&self) -> bool {
+        let mut f = self.inner.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        if f.running {
+            f.again = true;
+        }
+        f.running
+    }
+
     fn request_flush(&self, after: Option<Duration>) {
-        if after.is_none() {
-            let mut f = self.inner.flushing.lock().unwrap_or_else(|p| p.into_inner());
-            if f.running {
-                // The running flush goes round again for this append when its fsync is done:
-                // no queue entry, no thread to wake (under load most appends arrive during an
-                // fsync, and each wake-up was a context switch on a busy core).
-                f.again = true;
-                return;
-            }
+        if after.is_none() && self.join_running_flush() {
+            return;
         }
         if self.inner.flush_queued.swap(true, Ordering::AcqRel) {
             return;
@@ -465,14 +469,7 @@ impl PartitionLog {
     /// most one is queued at a time, and one that meets a running fsync just makes it go round
     /// again.
     fn request_background_flush(&self) {
-        {
-            let mut f = self.inner.flushing.lock().unwrap_or_else(|p| p.into_inner());
-            if f.running {
-                f.again = true;
-                return;
-            }
-        }
-        if self.inner.background_queued.swap(true, Ordering::AcqRel) {
+        if self.join_running_flush() || self.inner.background_queued.swap(true, Ordering::AcqRel) {
             return;
         }
         self.inner.env.flusher.request(Arc::new(BackgroundFlush(self.inner.me.clone())));
