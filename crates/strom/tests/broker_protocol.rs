@@ -1,7 +1,8 @@
 //! Wire-level checks over raw sockets (kafka-protocol encodes the requests): ApiVersions and
 //! its v0 fallback, pipelining order, per-partition produce errors that keep the connection
 //! open, idempotent-producer sequence and epoch checks, fetch long polling, and garbage or
-//! malformed frames that close only the offending connection while real clients keep working.
+//! malformed frames that close only the offending connection while real clients keep working,
+//! and a sealed segment damaged on disk that fails only the reads of its damaged batch.
 
 mod common;
 mod support;
@@ -352,4 +353,69 @@ fn fetch_respects_partition_and_total_byte_limits() {
     let f = c.call(11, &both(1 << 20, 1 << 20));
     let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
     assert_eq!(counts, vec![10, 10]);
+}
+
+/// A sealed segment that rots while the broker is down (one byte inside its first batch
+/// flipped) does not keep the broker from starting: fetching the damaged batch answers
+/// KAFKA_STORAGE_ERROR for that partition only, the partition's later segments and other
+/// topics still serve every acknowledged record, and the partition still takes writes.
+#[test]
+fn a_rotten_sealed_segment_fails_only_reads_of_the_damaged_batch() {
+    const BATCHES: i64 = 20;
+    const RECORDS: i64 = 5;
+    let mut broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "rot", 1);
+    create_topic_raw(&mut c, "fine", 1);
+    let small_segments = c.call(
+        1,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("rot"))
+            .with_configs(vec![AlterableConfig::default().with_name(StrBytes::from_static_str("segment.bytes")).with_config_operation(0).with_value(Some(StrBytes::from_static_str("1024")))])]),
+    );
+    assert_eq!(small_segments.responses[0].error_code, 0);
+    for topic in ["rot", "fine"] {
+        for _ in 0..BATCHES {
+            let r = c.call(7, &produce_request(topic, 0, -1, raw_batch(-1, -1, -1, RECORDS as usize, 1)));
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{topic}");
+        }
+    }
+    drop(c);
+    assert!(broker.stop().success());
+
+    let dir = broker.data_dir().join("rot-0");
+    let mut segments: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .collect();
+    segments.sort_unstable();
+    assert!(segments.len() >= 3, "expected several segments, found {segments:?}");
+    let first = dir.join(format!("{:020}.log", segments[0]));
+    let mut bytes = std::fs::read(&first).expect("read segment");
+    bytes[61 + 10] ^= 0x55; // inside the first batch's records: its CRC no longer matches
+    std::fs::write(&first, &bytes).expect("damage segment");
+
+    broker.restart();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    let damaged = c.call(12, &fetch_req("rot", 0, 0, 0));
+    let p = &damaged.responses[0].partitions[0];
+    assert_eq!(p.error_code, 56, "KAFKA_STORAGE_ERROR for the damaged batch");
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()), "no bytes of a damaged batch are served");
+
+    let intact = c.call(12, &fetch_req("rot", 0, segments[1], 0));
+    let p = &intact.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "later segments still serve");
+    assert_eq!(p.high_watermark, BATCHES * RECORDS);
+    assert!(batch_count(p.records.as_ref().expect("records")) > 0);
+
+    let other = c.call(12, &fetch_req("fine", 0, 0, 0));
+    let p = &other.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, BATCHES * RECORDS), "other topics are untouched");
+    assert_eq!(batch_count(p.records.as_ref().expect("records")), BATCHES as usize);
+
+    let r = c.call(7, &produce_request("rot", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
+    let (code, base) = single_partition(&r);
+    assert_eq!((code, base), (0, BATCHES * RECORDS), "the damaged partition still takes writes after its end");
+    assert!(broker.logs().contains("corrupt"), "the damage is logged");
 }
