@@ -199,7 +199,7 @@ impl fmt::Display for Report {
         let p = &self.params;
         writeln!(
             f,
-            "strom bench: mode={:?} topic={} ({} partitions) size={} B concurrency={} producers={} consumers={} acks={} compression={}{}",
+            "strom bench: mode={:?} topic={} ({} partitions) size={} B concurrency={} producers={} consumers={} acks={} compression={}{}{}",
             p.mode,
             p.topic,
             self.topic_partitions,
@@ -209,6 +209,7 @@ impl fmt::Display for Report {
             p.consumers,
             p.acks,
             p.compression,
+            p.linger_ms.map(|l| format!(" linger={l}ms")).unwrap_or_default(),
             p.rate.map(|r| format!(" rate={r}/s")).unwrap_or_default(),
         )?;
         let throughput = |f: &mut fmt::Formatter<'_>, name: &str, t: &Throughput| {
