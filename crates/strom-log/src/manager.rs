@@ -414,6 +414,36 @@ mod smoke_tests {
         }
     }
 
+    /// A sealed segment's index files sample one batch per `index.interval.bytes`; after a
+    /// restart its largest timestamp must still count the batches after the last entry, or a
+    /// timestamp lookup skips them (and time-based retention would take the segment for
+    /// older than it is).
+    #[test]
+    fn timestamps_after_the_last_index_entry_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { segment_bytes: 8192, flush_policy: FlushPolicy::Never, ..LogConfig::default() };
+        assert_eq!(cfg.index_interval_bytes, 4096, "the default interval, coarser than these batches");
+        let value = [9u8; 500];
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, cfg.clone()).unwrap();
+        let mut appended = Vec::new();
+        for i in 0..40 {
+            appended.push(log.append(build_batch(1_000 + i * 10, None, &[&value[..]]), 0).unwrap());
+        }
+        assert!(log.segment_count() >= 3);
+        mgr.shutdown().unwrap();
+
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.get("t", 0).unwrap();
+        log.set_config(cfg).unwrap();
+        for (i, a) in appended.iter().enumerate() {
+            let ts = 1_000 + i as i64 * 10;
+            let b = log.find_batch_by_timestamp(ts).unwrap().expect("a batch at or after every stored timestamp");
+            assert_eq!(BatchHeaderCheck::first(&b).0, a.base_offset, "timestamp {ts}");
+        }
+        mgr.shutdown().unwrap();
+    }
+
     struct BatchHeaderCheck;
     impl BatchHeaderCheck {
         fn first(b: &bytes::Bytes) -> (i64, i32) {

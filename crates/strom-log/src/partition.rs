@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
 use crate::flusher::{Flusher, Job};
 use crate::producer_state::{ProducerStates, SeqCheck};
-use crate::segment::{find_batch, read_bytes, scan_validate, segment_file, Indexes, Segment};
+use crate::segment::{find_batch, read_bytes, read_header, scan_validate, segment_file, Indexes, Segment};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -686,14 +686,35 @@ fn check_sequences(producers: &ProducerStates, batches: &[crate::batch::ValidBat
 /// Loads a sealed segment's indexes on first use: from its index files when intact,
 /// otherwise by a validating scan (a sealed segment that fails validation is corrupt and is
 /// reported, never cut).
+///
+/// The index files sample one batch per `index.interval.bytes`, so the batches after the last
+/// entry are not in them; their headers are read to complete the segment's largest
+/// timestamp, which timestamp lookups and time-based retention go by.
 pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> Result<()> {
     if seg.indexes.is_some() {
         return Ok(());
     }
     if let Some(ix) = seg.read_index_files() {
-        seg.max_timestamp = ix.time.max_timestamp().unwrap_or(-1);
-        seg.indexes = Some(ix);
-        return Ok(());
+        let mut pos = u64::from(ix.offset.last_position());
+        let mut max_ts = ix.time.max_timestamp().unwrap_or(-1);
+        let tail = loop {
+            if pos >= seg.size {
+                break Ok(());
+            }
+            match read_header(file, &seg.path, pos, seg.size) {
+                Ok(h) => {
+                    max_ts = max_ts.max(h.max_timestamp);
+                    pos += h.total_len() as u64;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if tail.is_ok() {
+            seg.max_timestamp = max_ts;
+            seg.indexes = Some(ix);
+            return Ok(());
+        }
+        // A bad header after the last entry: the validating scan below says where and why.
     }
     let mut ix = Indexes::default();
     let mut max_ts = -1i64;
