@@ -697,24 +697,23 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
     if let Some(ix) = seg.read_index_files() {
         let mut pos = u64::from(ix.offset.last_position());
         let mut max_ts = ix.time.max_timestamp().unwrap_or(-1);
-        let tail = loop {
-            if pos >= seg.size {
-                break Ok(());
-            }
+        while pos < seg.size {
             match read_header(file, &seg.path, pos, seg.size) {
                 Ok(h) => {
                     max_ts = max_ts.max(h.max_timestamp);
                     pos += h.total_len() as u64;
                 }
-                Err(e) => break Err(e),
+                Err(e) => {
+                    // The batches before the damage stay readable; reads that reach it
+                    // report it. The maximum counts what could be read.
+                    tracing::warn!(error = %e, "damaged batch header after the last index entry; the segment's max timestamp counts only the batches before it");
+                    break;
+                }
             }
-        };
-        if tail.is_ok() {
-            seg.max_timestamp = max_ts;
-            seg.indexes = Some(ix);
-            return Ok(());
         }
-        // A bad header after the last entry: the validating scan below says where and why.
+        seg.max_timestamp = max_ts;
+        seg.indexes = Some(ix);
+        return Ok(());
     }
     let mut ix = Indexes::default();
     let mut max_ts = -1i64;
