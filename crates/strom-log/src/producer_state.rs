@@ -58,9 +58,10 @@ impl ProducerStates {
             return Ok(SeqCheck::Append);
         }
         let Some(entry) = self.producers.get(&h.producer_id) else {
-            if h.base_sequence != 0 {
-                return Err(Error::OutOfOrderSequence { producer_id: h.producer_id, expected: 0, received: h.base_sequence });
-            }
+            // No state for this producer: any sequence starts it, as in Kafka since 2.5. Its
+            // state may be gone with the batches that held it (retention, a topic deleted and
+            // created again under a running producer), and refusing would be fatal to the
+            // client (librdkafka treats it as a desynchronisation) for no stored duplicate.
             return Ok(SeqCheck::Append);
         };
         if h.producer_epoch < entry.epoch {
@@ -215,8 +216,12 @@ mod tests {
         s.record(&header(7, 2, 0, 1, 4));
         assert!(matches!(s.check(&header(7, 1, 1, 1, 5)), Err(Error::InvalidProducerEpoch { current: 2, .. })));
         assert!(matches!(s.check(&header(7, 3, 4, 1, 5)), Err(Error::OutOfOrderSequence { expected: 0, .. })));
-        // Unknown producer must start at 0.
-        assert!(s.check(&header(8, 0, 1, 1, 5)).is_err());
+        // A producer with no state here may start at any sequence, and is then held to it.
+        let first = header(8, 0, 41, 2, 5);
+        assert_eq!(s.check(&first).unwrap(), SeqCheck::Append);
+        s.record(&first);
+        assert!(matches!(s.check(&header(8, 0, 44, 1, 7)), Err(Error::OutOfOrderSequence { expected: 43, received: 44, .. })));
+        assert_eq!(s.check(&header(8, 0, 43, 1, 7)).unwrap(), SeqCheck::Append);
         let round = ProducerStates::decode(&s.encode()).unwrap();
         assert_eq!(round, s);
     }
