@@ -119,7 +119,15 @@ impl Error {
 pub fn log_error_code(e: &strom_log::Error) -> i16 {
     use strom_log::Error as L;
     let e = match e {
-        L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // Damaged bytes are CORRUPT_MESSAGE (which clients retry: a retry may arrive intact);
+        // a well-formed batch that breaks the rules is INVALID_RECORD, which they do not.
+        L::InvalidBatch(b) => match b {
+            strom_log::BatchError::CrcMismatch { .. }
+            | strom_log::BatchError::TruncatedHeader { .. }
+            | strom_log::BatchError::InvalidLength { .. }
+            | strom_log::BatchError::LengthPastEnd { .. } => ResponseError::CorruptMessage,
+            _ => ResponseError::InvalidRecord,
+        },
         L::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         L::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         L::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
@@ -159,8 +167,10 @@ mod tests {
         assert_eq!(log_error_code(&epoch), 47);
         let failed = strom_log::Error::StorageFailed { path: "x".into() };
         assert_eq!(log_error_code(&failed), 56);
-        let bad = strom_log::Error::InvalidBatch(strom_log::BatchError::Empty);
-        assert_eq!(log_error_code(&bad), 2);
+        let empty = strom_log::Error::InvalidBatch(strom_log::BatchError::Empty);
+        assert_eq!(log_error_code(&empty), 87, "INVALID_RECORD: well-formed bytes, broken rules");
+        let damaged = strom_log::Error::InvalidBatch(strom_log::BatchError::CrcMismatch { position: 0, expected: 1, actual: 2 });
+        assert_eq!(log_error_code(&damaged), 2, "CORRUPT_MESSAGE: damaged bytes");
         assert_eq!(Error::TopicExists("t".into()).code(), 36);
         assert_eq!(Error::Log(too_large).code(), 10);
     }

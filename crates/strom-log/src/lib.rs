@@ -31,7 +31,7 @@ mod producer_state;
 mod recovery;
 mod segment;
 
-pub use batch::{build_batch, validate_batches, BatchHeader};
+pub use batch::{build_batch, validate_batches, BatchHeader, HEADER_LEN};
 pub use config::{BACKGROUND_FLUSH_BYTES, FlushPolicy, LogConfig, ManagerConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 pub use error::{BatchError, Error, Result};
 pub use manager::{validate_topic_name, LogManager};

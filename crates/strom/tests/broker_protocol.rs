@@ -419,3 +419,43 @@ fn a_rotten_sealed_segment_fails_only_reads_of_the_damaged_batch() {
     assert_eq!((code, base), (0, BATCHES * RECORDS), "the damaged partition still takes writes after its end");
     assert!(broker.logs().contains("corrupt"), "the damage is logged");
 }
+
+/// `raw_batch` with its attributes replaced (compression codec, transactional and control
+/// bits) and its CRC recomputed, so only the rule under test is broken.
+fn batch_with_attributes(attributes: i16) -> bytes::Bytes {
+    let mut b = raw_batch(-1, -1, -1, 2, 1).to_vec();
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.into()
+}
+
+/// What Kafka refuses from a client beyond broken bytes: several batches for one partition,
+/// control batches, transactional batches without a transactional id, and compression codecs
+/// the request version cannot carry. Each gets its own error code (not CORRUPT_MESSAGE, which
+/// clients retry), nothing is written, and the connection stays open.
+#[test]
+fn produce_rules_beyond_valid_bytes_get_their_own_errors() {
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "rules", 1);
+    let two = [raw_batch(-1, -1, -1, 1, 1), raw_batch(-1, -1, -1, 1, 1)].concat();
+    let cases: [(&str, i16, bytes::Bytes, i16); 5] = [
+        ("two batches in one partition", 7, two.into(), 87),
+        ("a control batch", 7, batch_with_attributes(0x20), 87),
+        ("a transactional batch without a transactional id", 7, batch_with_attributes(0x10), 53),
+        ("an unknown compression codec", 7, batch_with_attributes(5), 76),
+        ("zstd before Produce v7", 6, batch_with_attributes(4), 76),
+    ];
+    for (what, version, records, code) in cases {
+        let r = c.call(version, &produce_request("rules", 0, -1, records));
+        assert_eq!(single_partition(&r).0, code, "{what}");
+    }
+    let mut crc_broken = raw_batch(-1, -1, -1, 1, 1).to_vec();
+    let last = crc_broken.len() - 1;
+    crc_broken[last] ^= 1;
+    let r = c.call(7, &produce_request("rules", 0, -1, crc_broken.into()));
+    assert_eq!(single_partition(&r).0, 2, "damaged bytes stay CORRUPT_MESSAGE");
+    let ok = c.call(7, &produce_request("rules", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
+    assert_eq!(single_partition(&ok), (0, 0), "nothing refused was written, and the connection still works");
+}

@@ -6,7 +6,7 @@
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use strom_log::{AppendInfo, PartitionLog};
+use strom_log::{AppendInfo, BatchHeader, PartitionLog};
 use tracing::debug;
 
 use super::str_bytes;
@@ -45,6 +45,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
                     code: ResponseError::InvalidTopicException.code(),
                     message: Some(format!("{name} is an internal topic; clients cannot produce to it")),
                 }
+            } else if let Some((code, message)) = p.records.as_ref().and_then(|r| client_rules(r, ctx.version)) {
+                Appended::Failed { code: code.code(), message: Some(message) }
             } else {
                 append(state.partition_log(name, p.index), p.records, name, p.index)
             };
@@ -78,12 +80,38 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
     }))
 }
 
+/// What Kafka refuses from a client's record set beyond its validity as batches (which the
+/// log checks): more than one batch per partition (Produce v3+), control batches, transactional
+/// batches without a transactional id, and compression codecs the request version cannot
+/// carry. Reads only the batch headers; the CRC and the records are the log's to check.
+fn client_rules(records: &bytes::Bytes, version: i16) -> Option<(ResponseError, String)> {
+    let h = BatchHeader::parse(records)?;
+    if h.magic != 2 || h.total_len() < strom_log::HEADER_LEN {
+        return None; // not a batch at all: the log's validation says why
+    }
+    if records.len() > h.total_len() {
+        return Some((ResponseError::InvalidRecord, "a produce request may carry exactly one record batch per partition".into()));
+    }
+    if h.is_control() {
+        return Some((ResponseError::InvalidRecord, "clients cannot write control batches".into()));
+    }
+    if h.is_transactional() {
+        return Some((ResponseError::TransactionalIdAuthorizationFailed, "a transactional batch needs a transactional id, and transactions are not supported by this broker".into()));
+    }
+    match h.compression() {
+        0..=3 => None,
+        4 if version >= 7 => None,
+        4 => Some((ResponseError::UnsupportedCompressionType, format!("zstd needs Produce v7 or later, this request is v{version}"))),
+        codec => Some((ResponseError::UnsupportedCompressionType, format!("unknown compression codec {codec}"))),
+    }
+}
+
 fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str, partition: i32) -> Appended {
     let Some(log) = log else {
         return Appended::Failed { code: ResponseError::UnknownTopicOrPartition.code(), message: None };
     };
     let Some(records) = records else {
-        return Appended::Failed { code: ResponseError::CorruptMessage.code(), message: Some("null record set".into()) };
+        return Appended::Failed { code: ResponseError::InvalidRecord.code(), message: Some("null record set".into()) };
     };
     let bytes = records.len() as u64;
     match log.append(records, 0) {
