@@ -183,11 +183,13 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Marks the log closed without flushing (the partition is being deleted).
+    /// Marks the log closed without flushing (the partition is being deleted), and wakes the
+    /// fetches long-polling on it: their next read says the partition is gone.
     pub(crate) fn mark_closed(&self) {
         if let Ok(mut st) = self.lock() {
             st.closed = true;
         }
+        self.inner.hw.send_modify(|_| {});
     }
 }
 

@@ -444,6 +444,23 @@ mod smoke_tests {
         mgr.shutdown().unwrap();
     }
 
+    /// Deleting a partition wakes whoever waits on its high watermark (long-polling fetches),
+    /// and reads of a handle kept from before then say the partition is gone.
+    #[tokio::test]
+    async fn deleting_a_partition_wakes_its_watchers_and_ends_its_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, small()).unwrap();
+        log.append(build_batch(1, None, &[b"a"]), 0).unwrap();
+        let mut hw = log.watch_high_watermark();
+        hw.borrow_and_update();
+        mgr.delete("t", 0).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), hw.changed()).await.expect("woken by the delete").expect("sender alive");
+        assert!(matches!(log.read(0, 1024, ReadBound::HighWatermark), Err(Error::Closed(_))));
+        assert!(matches!(log.find_batch_by_timestamp(0), Err(Error::Closed(_))));
+        mgr.shutdown().unwrap();
+    }
+
     struct BatchHeaderCheck;
     impl BatchHeaderCheck {
         fn first(b: &bytes::Bytes) -> (i64, i32) {

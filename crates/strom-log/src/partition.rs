@@ -561,6 +561,9 @@ impl PartitionLog {
     /// (at least one batch), never past `bound`.
     pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
         let mut st = self.lock()?;
+        if st.closed {
+            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
+        }
         let high_watermark = self.high_watermark();
         let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
         let mut result = ReadResult { records: Bytes::new(), high_watermark, log_start_offset, log_end_offset };
@@ -629,6 +632,9 @@ impl PartitionLog {
     pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
         let limit = self.high_watermark();
         let mut st = self.lock()?;
+        if st.closed {
+            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
+        }
         let interval = st.config.index_interval_bytes;
         let mut found = None;
         for seg in st.segments.values_mut() {

@@ -338,10 +338,12 @@ fn fetch_respects_partition_and_total_byte_limits() {
                 (0..2).map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(partition_max)).collect(),
             )])
     };
-    // A tiny partition limit still returns one whole batch per partition (progress).
+    // A tiny partition limit: the first partition still returns one whole batch (progress),
+    // the next one nothing rather than a batch over its limit (as Kafka: only the first
+    // partition with data may exceed the limits).
     let f = c.call(11, &both(1, 1 << 20));
-    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
-    assert_eq!(counts, vec![1, 1]);
+    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
+    assert_eq!(counts, vec![1, 0]);
     // A tiny total limit: the first partition returns one batch, the second nothing.
     let f = c.call(11, &both(1 << 20, 1));
     let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
@@ -458,4 +460,35 @@ fn produce_rules_beyond_valid_bytes_get_their_own_errors() {
     assert_eq!(single_partition(&r).0, 2, "damaged bytes stay CORRUPT_MESSAGE");
     let ok = c.call(7, &produce_request("rules", 0, -1, raw_batch(-1, -1, -1, 1, 1)));
     assert_eq!(single_partition(&ok), (0, 0), "nothing refused was written, and the connection still works");
+}
+
+/// A fetch that asks for nothing is answered at once, and a long poll on a partition whose
+/// topic is deleted meanwhile ends with UNKNOWN_TOPIC_OR_PARTITION instead of waiting out
+/// its `max_wait_ms`.
+#[test]
+fn fetches_end_early_when_there_is_nothing_to_wait_for() {
+    use kafka_protocol::messages::{DeleteTopicsRequest, FetchResponse};
+    use kafka_protocol::protocol::HeaderVersion;
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    let nothing = FetchRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_max_wait_ms(10_000).with_min_bytes(1);
+    let started = Instant::now();
+    assert!(c.call(12, &nothing).responses.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5), "an empty fetch waited {:?}", started.elapsed());
+
+    create_topic_raw(&mut c, "going", 1);
+    let mut poller = RawConn::connect(&broker.bootstrap());
+    let started = Instant::now();
+    let id = poller.send(12, &fetch_req("going", 0, 0, 10_000));
+    // Give the fetch time to start waiting. Whether or not it has, the answer must come early
+    // and say the partition is gone; the wait is what makes the delete's wake-up the path
+    // under test.
+    std::thread::sleep(Duration::from_millis(300));
+    let deleted = c.call(4, &DeleteTopicsRequest::default().with_timeout_ms(10_000).with_topic_names(vec![TopicName(StrBytes::from_static_str("going"))]));
+    assert_eq!(deleted.responses[0].error_code, 0);
+    let (cid, mut body) = poller.recv_frame(FetchResponse::header_version(12)).expect("fetch answered");
+    assert_eq!(cid, id);
+    let resp = FetchResponse::decode(&mut body, 12).expect("decode");
+    assert_eq!(resp.responses[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert!(started.elapsed() < Duration::from_secs(5), "the long poll outlived its topic by {:?}", started.elapsed());
 }

@@ -60,6 +60,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let shutdown = state.shutdown.clone();
+    // Nothing asked for: answer at once, as Kafka does, rather than wait out max_wait.
+    let nothing_asked = plan.iter().all(|(_, parts)| parts.is_empty());
     Handled::Later(Box::pin(async move {
         let deadline = Instant::now() + max_wait;
         let mut watches: Vec<watch::Receiver<i64>> =
@@ -71,7 +73,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
                 w.borrow_and_update();
             }
             let (response, bytes, any_error) = read_all(&plan, max_bytes);
-            if bytes >= min_bytes || any_error || Instant::now() >= deadline || shutdown.is_cancelled() {
+            if bytes >= min_bytes || any_error || nothing_asked || Instant::now() >= deadline || shutdown.is_cancelled() {
                 return response;
             }
             tokio::select! {
@@ -106,8 +108,9 @@ fn read_all(plan: &[(TopicName, Vec<Wanted>)], max_bytes: usize) -> (FetchRespon
 }
 
 /// Reads one partition within `budget` bytes. The first partition that returns data may
-/// exceed the budget by one batch (clients must make progress past a large batch); later
-/// partitions return nothing rather than exceed it.
+/// exceed the budget and its own limit by one batch (clients must make progress past a large
+/// batch); later partitions return nothing rather than exceed either (Kafka sends them a
+/// partial batch, which clients drop: the same to them).
 fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
     let data = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(Vec::new()));
     let Some(log) = &w.log else {
@@ -125,7 +128,7 @@ fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
     }
     match log.read(w.offset, w.max_bytes.min(budget), ReadBound::HighWatermark) {
         Ok(r) => {
-            let records = if !first && r.records.len() > budget { Bytes::new() } else { r.records };
+            let records = if !first && r.records.len() > w.max_bytes.min(budget) { Bytes::new() } else { r.records };
             let n = records.len();
             if n > 0 {
                 metrics::counter!("strom_fetched_bytes_total", "topic" => log.topic().to_string()).increment(n as u64);
