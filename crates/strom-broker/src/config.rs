@@ -71,6 +71,10 @@ pub struct Config {
     /// At most this many sealed segment files stay open across all partitions; colder ones
     /// are closed and reopened on demand. Default: 512.
     pub max_open_sealed_segments: usize,
+    /// An idempotent producer's state in a partition is dropped once its last batch is this
+    /// old (`producer.id.expiration.ms`), checked with each retention run. Default:
+    /// 86400000 (one day).
+    pub producer_id_expiration_ms: u64,
     /// How often retention (`retention.ms`, `retention.bytes`) deletes old segments
     /// (`log.retention.check.interval.ms`). Default: 300000 (5 minutes).
     pub retention_check_interval_ms: u64,
@@ -97,6 +101,7 @@ impl Default for Config {
             flush_threads: 4,
             preallocate_bytes: 512 * 1024,
             max_open_sealed_segments: 512,
+            producer_id_expiration_ms: 86_400_000,
             retention_check_interval_ms: 300_000,
             log: LogDefaults::default(),
             groups: crate::groups::GroupConfig::default(),
@@ -158,6 +163,9 @@ impl Config {
         }
         if self.max_open_sealed_segments == 0 {
             return Err(Error::Config { field: "max_open_sealed_segments", reason: "must be at least 1".into() });
+        }
+        if self.producer_id_expiration_ms == 0 {
+            return Err(Error::Config { field: "producer_id_expiration_ms", reason: "must be at least 1".into() });
         }
         if self.retention_check_interval_ms == 0 {
             return Err(Error::Config { field: "retention_check_interval_ms", reason: "must be at least 1".into() });

@@ -64,6 +64,7 @@ impl BrokerState {
         mcfg.flush_threads = config.flush_threads;
         mcfg.preallocate_bytes = config.preallocate_bytes;
         mcfg.max_open_sealed_segments = config.max_open_sealed_segments;
+        mcfg.producer_id_expiration_ms = config.producer_id_expiration_ms;
         let logs = LogManager::open(mcfg)?;
         logs.start_retention(std::time::Duration::from_millis(config.retention_check_interval_ms));
         let (store, created) = LocalMetadataStore::open(&data_dir)?;

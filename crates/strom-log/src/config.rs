@@ -169,6 +169,10 @@ pub struct ManagerConfig {
     /// A partition starts preallocating once it has appended this many bytes since it was
     /// opened, so idle partitions cost no disk space. Default: 1 MiB.
     pub preallocate_after_bytes: u64,
+    /// An idempotent producer's state in a partition (kept to recognise its retries) is
+    /// dropped once its last batch's timestamp is this old, checked with each retention
+    /// run (Kafka's `producer.id.expiration.ms`). Default: 86400000 (one day).
+    pub producer_id_expiration_ms: u64,
 }
 
 /// Partitions whose fsyncs cover more than this on average (bytes, moving average) are not
@@ -179,8 +183,9 @@ pub const PREALLOCATE_MAX_FLUSH_BYTES: u64 = 64 * 1024;
 /// partition with this many unflushed bytes is fsynced in the background. Acknowledgements
 /// never wait for it; it exists because a segment roll fsyncs the old segment before the new
 /// one takes writes (so recovery only ever repairs the active segment), and without it a
-/// roll under `never` had a whole segment of dirty pages to write (with it, about this much) while appends to the
-/// partition waited: 314-451 ms per 128 MiB roll on the development machine.
+/// roll under `never` had a whole segment of dirty pages to write (with it, about this much)
+/// while appends to the partition waited: 314-451 ms per 128 MiB roll on the development
+/// machine.
 pub const BACKGROUND_FLUSH_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ManagerConfig {
@@ -194,6 +199,7 @@ impl ManagerConfig {
             auto_high_watermark: true,
             preallocate_bytes: 512 * 1024,
             preallocate_after_bytes: 1024 * 1024,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

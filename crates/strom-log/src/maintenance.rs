@@ -100,6 +100,19 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Drops the state of idempotent producers whose last batch is older than
+    /// `producer_id_expiration_ms` (by its timestamp) or was deleted by retention, as Kafka
+    /// does; returns how many. A producer that writes again afterwards starts afresh.
+    pub fn expire_producers(&self, now_ms: i64) -> Result<usize> {
+        let mut st = self.lock()?;
+        let log_start = st.log_start;
+        let expired = st.producers.expire(now_ms, self.inner.env.producer_id_expiration_ms, log_start);
+        if expired > 0 {
+            tracing::debug!(topic = %self.topic(), partition = self.partition(), expired, remaining = st.producers.len(), "expired idempotent producer state");
+        }
+        Ok(expired)
+    }
+
     /// Deletes whole sealed segments past `retention.ms` (by their newest timestamp) or beyond
     /// `retention.bytes`; the log start offset moves to the first remaining segment. The
     /// active segment is never deleted. Returns the number of segments deleted.

@@ -76,6 +76,7 @@ impl LogManager {
             preallocator,
             preallocate_bytes: config.preallocate_bytes,
             preallocate_after_bytes: config.preallocate_after_bytes,
+            producer_id_expiration_ms: config.producer_id_expiration_ms,
             fd_cache: FdCache::new(config.max_open_sealed_segments),
             auto_high_watermark: config.auto_high_watermark,
         });
@@ -196,13 +197,17 @@ impl LogManager {
         Ok(())
     }
 
-    /// Applies retention to every partition; returns the number of segments deleted.
+    /// Applies retention to every partition, then expires idempotent-producer state (see
+    /// [`PartitionLog::expire_producers`]); returns the number of segments deleted.
     pub fn run_retention(&self, now_ms: i64) -> Result<usize> {
         let mut deleted = 0;
         for log in self.list() {
             match log.apply_retention(now_ms) {
                 Ok(n) => deleted += n,
                 Err(e) => tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "retention failed for partition"),
+            }
+            if let Err(e) = log.expire_producers(now_ms) {
+                tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "producer state expiry failed for partition");
             }
         }
         Ok(deleted)
@@ -458,6 +463,27 @@ mod smoke_tests {
         tokio::time::timeout(Duration::from_secs(5), hw.changed()).await.expect("woken by the delete").expect("sender alive");
         assert!(matches!(log.read(0, 1024, ReadBound::HighWatermark), Err(Error::Closed(_))));
         assert!(matches!(log.find_batch_by_timestamp(0), Err(Error::Closed(_))));
+        mgr.shutdown().unwrap();
+    }
+
+    /// A retention run drops idempotent producers idle past `producer_id_expiration_ms`:
+    /// one that comes back later starts afresh at any sequence, while a recent one still has
+    /// its retries recognised.
+    #[tokio::test]
+    async fn retention_runs_expire_idle_producers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ManagerConfig::new(dir.path());
+        cfg.producer_id_expiration_ms = 60_000;
+        let mgr = LogManager::open(cfg).unwrap();
+        let log = mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Never, ..small() }).unwrap();
+        log.append(build_batch(1_000, Some((7, 0, 0)), &[b"old"]), 0).unwrap();
+        let recent = build_batch(100_000, Some((8, 0, 0)), &[b"new"]);
+        log.append(recent.clone(), 0).unwrap();
+        mgr.run_retention(100_000).unwrap();
+        assert_eq!(log.lock().unwrap().producers.len(), 1, "producer 7 (idle 99 s) expired, 8 kept");
+        assert!(log.append(recent, 0).unwrap().duplicate, "the recent producer's retry is still recognised");
+        let back = log.append(build_batch(100_001, Some((7, 0, 5)), &[b"back"]), 0).unwrap();
+        assert!(!back.duplicate, "the expired producer starts afresh at sequence 5");
         mgr.shutdown().unwrap();
     }
 

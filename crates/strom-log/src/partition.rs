@@ -75,6 +75,8 @@ pub(crate) struct Env {
     pub(crate) preallocate_bytes: u64,
     /// [`crate::ManagerConfig::preallocate_after_bytes`].
     pub(crate) preallocate_after_bytes: u64,
+    /// [`crate::ManagerConfig::producer_id_expiration_ms`].
+    pub(crate) producer_id_expiration_ms: u64,
     pub(crate) fd_cache: FdCache,
     pub(crate) auto_high_watermark: bool,
 }

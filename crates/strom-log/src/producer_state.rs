@@ -4,8 +4,15 @@
 //!
 //! The state is rebuilt at startup from the newest snapshot at or below the log end plus a
 //! replay of the batches after it. Snapshots are written when a segment rolls and when the
-//! log closes cleanly, as `<offset:020>.snapshot`: magic `SPS1`, entry count u32, entries,
-//! then CRC32C u32 (all big-endian).
+//! log closes cleanly, as `<offset:020>.snapshot`: magic `SPS2`, entry count u32, entries,
+//! then CRC32C u32 (all big-endian). `SPS1` snapshots (entries without the last timestamp)
+//! are still read.
+//!
+//! A producer's entry expires, as in Kafka, when its last batch's timestamp is older than
+//! `producer.id.expiration.ms` or when retention has deleted its last batch; a producer that
+//! comes back afterwards starts afresh (any sequence is accepted from a producer with no
+//! state). Without this every short-lived idempotent producer (every Java producer, by
+//! default) would stay in memory and in every snapshot for good.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -15,7 +22,9 @@ use crate::error::{Error, Result};
 /// How many recent batches per producer are remembered for duplicate detection; Kafka
 /// clients keep at most 5 requests in flight per connection with idempotence on.
 const BATCHES_KEPT: usize = 5;
-const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SPS2";
+/// The first format: entries without `last_timestamp`.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"SPS1";
 
 /// Sequence range and offsets of one stored batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +39,9 @@ pub(crate) struct BatchMeta {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// Max timestamp of the producer's last batch (what Kafka expires by); -1 when unknown
+    /// (read from an `SPS1` snapshot), which only retention then expires.
+    last_timestamp: i64,
 }
 
 /// The verdict on an idempotent batch before it is written.
@@ -41,7 +53,7 @@ pub(crate) enum SeqCheck {
     Duplicate(BatchMeta),
 }
 
-/// Producer state of one partition.
+/// Producer state of one partition (see the module docs for expiry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
@@ -96,6 +108,7 @@ impl ProducerStates {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = h.max_timestamp;
         entry.batches.push_back(BatchMeta {
             first_seq: h.base_sequence,
             last_seq: h.last_sequence(),
@@ -105,6 +118,24 @@ impl ProducerStates {
         while entry.batches.len() > BATCHES_KEPT {
             entry.batches.pop_front();
         }
+    }
+
+    /// Drops the producers whose last batch is older than `expiration_ms` at `now_ms`, or lies
+    /// below `log_start` (deleted by retention). Returns how many were dropped.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: u64, log_start: i64) -> usize {
+        let before = self.producers.len();
+        let expiration = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
+        self.producers.retain(|_, e| {
+            let idle = e.last_timestamp >= 0 && now_ms.saturating_sub(e.last_timestamp) >= expiration;
+            let deleted = e.batches.back().is_some_and(|b| b.last_offset < log_start);
+            !(idle || deleted)
+        });
+        before - self.producers.len()
+    }
+
+    /// How many producers have state here.
+    pub(crate) fn len(&self) -> usize {
+        self.producers.len()
     }
 
     /// Serialises the state with a trailing CRC.
@@ -118,6 +149,7 @@ impl ProducerStates {
             let e = &self.producers[&id];
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -137,21 +169,27 @@ impl ProducerStates {
             return None;
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) || &body[..4] != SNAPSHOT_MAGIC {
+        if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
             return None;
         }
+        let with_timestamps = match &body[..4] {
+            m if m == SNAPSHOT_MAGIC => true,
+            m if m == SNAPSHOT_MAGIC_V1 => false,
+            _ => return None,
+        };
         let mut r = Reader { b: &body[4..] };
         let count = r.u32()?;
         let mut producers = HashMap::with_capacity(count as usize);
         for _ in 0..count {
             let id = r.i64()?;
             let epoch = r.i16()?;
+            let last_timestamp = if with_timestamps { r.i64()? } else { -1 };
             let n = r.u8()?;
             let mut batches = VecDeque::with_capacity(n as usize);
             for _ in 0..n {
                 batches.push_back(BatchMeta { first_seq: r.i32()?, last_seq: r.i32()?, first_offset: r.i64()?, last_offset: r.i64()? });
             }
-            producers.insert(id, ProducerEntry { epoch, batches });
+            producers.insert(id, ProducerEntry { epoch, batches, last_timestamp });
         }
         r.b.is_empty().then_some(ProducerStates { producers })
     }
@@ -197,6 +235,52 @@ mod tests {
         let mut h = BatchHeader::parse(&build_batch(0, Some((pid, epoch, seq)), &values)).unwrap();
         h.base_offset = base_offset;
         h
+    }
+
+    /// Idle producers expire by their last batch's timestamp, and producers whose last batch
+    /// retention deleted expire at once; an unknown timestamp (an `SPS1` snapshot) expires
+    /// only the second way.
+    #[test]
+    fn producers_expire_by_age_and_by_retention() {
+        let mut s = ProducerStates::default();
+        let mut at = |pid: i64, ts: i64, base_offset: i64| {
+            let mut h = header(pid, 0, 0, 1, base_offset);
+            h.max_timestamp = ts;
+            s.record(&h);
+        };
+        at(1, 1_000, 0); // idle since t=1000
+        at(2, 9_000, 5); // recent
+        at(3, 9_500, 1); // recent, but its last batch (offset 1) is below a log start of 2
+        assert_eq!(s.expire(10_000, 5_000, 2), 2);
+        assert_eq!(s.producers.keys().copied().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(s.expire(10_000, 5_000, 2), 0, "nothing more to expire");
+        let mut unknown = ProducerStates::default();
+        unknown.producers.insert(4, ProducerEntry { epoch: 0, batches: [BatchMeta { first_seq: 0, last_seq: 0, first_offset: 7, last_offset: 7 }].into(), last_timestamp: -1 });
+        assert_eq!(unknown.expire(i64::MAX, 1, 0), 0, "an unknown age does not expire");
+        assert_eq!(unknown.expire(0, 1, 8), 1, "retention still does");
+    }
+
+    /// Snapshots of the first format (no timestamps) still load, with the age unknown.
+    #[test]
+    fn first_format_snapshots_still_load() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"SPS1");
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&42i64.to_be_bytes());
+        v1.extend_from_slice(&3i16.to_be_bytes());
+        v1.push(1);
+        for v in [0i32, 4] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [10i64, 14] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let s = ProducerStates::decode(&v1).expect("an SPS1 snapshot decodes");
+        let e = &s.producers[&42];
+        assert_eq!((e.epoch, e.last_timestamp, e.batches[0].last_offset), (3, -1, 14));
+        assert_eq!(ProducerStates::decode(&s.encode()).as_ref(), Some(&s), "and round-trips as SPS2");
     }
 
     #[test]
