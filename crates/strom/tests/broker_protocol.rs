@@ -492,3 +492,37 @@ fn fetches_end_early_when_there_is_nothing_to_wait_for() {
     assert_eq!(resp.responses[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert!(started.elapsed() < Duration::from_secs(5), "the long poll outlived its topic by {:?}", started.elapsed());
 }
+
+/// ListOffsets over raw sockets: earliest, latest and by timestamp (past every record: -1),
+/// leader epoch -1 where no offset is found, and a partition named twice in one request gets
+/// INVALID_REQUEST for each mention, as from Kafka.
+#[test]
+fn list_offsets_answers_and_refuses_duplicates() {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "lo", 2);
+    for ts in [1_000, 2_000] {
+        let r = c.call(7, &produce_request("lo", 0, -1, raw_batch(-1, -1, -1, 2, ts)));
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let ask = |partitions: &[(i32, i64)]| {
+        ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+            ListOffsetsTopic::default().with_name(TopicName(StrBytes::from_static_str("lo"))).with_partitions(
+                partitions.iter().map(|&(p, ts)| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(ts)).collect(),
+            ),
+        ])
+    };
+    let answers = |r: &kafka_protocol::messages::ListOffsetsResponse| -> Vec<(i16, i64, i32)> {
+        r.topics[0].partitions.iter().map(|p| (p.error_code, p.offset, p.leader_epoch)).collect()
+    };
+    let r = c.call(6, &ask(&[(0, -2), (1, -1)]));
+    assert_eq!(answers(&r), vec![(0, 0, 0), (0, 0, 0)], "earliest of partition 0, latest of the empty partition 1");
+    let r = c.call(6, &ask(&[(0, 1_500)]));
+    assert_eq!(answers(&r), vec![(0, 2, 0)], "the first record at or after 1500");
+    let r = c.call(6, &ask(&[(0, 9_999)]));
+    assert_eq!(answers(&r), vec![(0, -1, -1)], "past every record: offset and leader epoch -1");
+    let r = c.call(6, &ask(&[(0, -1), (1, -1), (0, -2)]));
+    assert_eq!(answers(&r), vec![(42, -1, -1), (0, 0, 0), (42, -1, -1)], "partition 0 twice: INVALID_REQUEST for both");
+}

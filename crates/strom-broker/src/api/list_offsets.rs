@@ -17,9 +17,18 @@ pub const EARLIEST: i64 = -2;
 /// `timestamp` value asking for the end offset (the high watermark).
 pub const LATEST: i64 = -1;
 
-/// Looks up each requested partition's offset.
+/// Looks up each requested partition's offset. A partition named twice in one request gets
+/// INVALID_REQUEST for each mention, as from Kafka.
 pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let state = &ctx.state;
+    let mut mentions = std::collections::HashMap::<(&str, i32), usize>::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            *mentions.entry((&*t.name.0, p.partition_index)).or_default() += 1;
+        }
+    }
+    let duplicates: std::collections::HashSet<(String, i32)> =
+        mentions.into_iter().filter(|(_, n)| *n > 1).map(|((t, p), _)| (t.to_string(), p)).collect();
     let topics = req
         .topics
         .into_iter()
@@ -28,14 +37,23 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let r = if ctx.version >= 4 { r.with_leader_epoch(0) } else { r };
+                    // Leader epoch -1 (unknown) unless an offset is found; every epoch is 0
+                    // until replication exists.
+                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(-1);
+                    let failed = |r: ListOffsetsPartitionResponse, code: i16| r.with_error_code(code).with_offset(-1).with_timestamp(-1);
+                    if duplicates.contains(&(t.name.0.to_string(), p.partition_index)) {
+                        return failed(r, ResponseError::InvalidRequest.code());
+                    }
                     let Some(log) = state.partition_log(&t.name.0, p.partition_index) else {
-                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1);
+                        return failed(r, ResponseError::UnknownTopicOrPartition.code());
                     };
                     match lookup(&log, p.timestamp) {
-                        Ok((offset, timestamp)) => r.with_offset(offset).with_timestamp(timestamp),
-                        Err(code) => r.with_error_code(code).with_offset(-1).with_timestamp(-1),
+                        Ok((-1, timestamp)) => r.with_offset(-1).with_timestamp(timestamp),
+                        Ok((offset, timestamp)) => {
+                            let r = r.with_offset(offset).with_timestamp(timestamp);
+                            if ctx.version >= 4 { r.with_leader_epoch(0) } else { r }
+                        }
+                        Err(code) => failed(r, code),
                     }
                 })
                 .collect();
