@@ -163,16 +163,18 @@ impl BrokerState {
         validate_only: bool,
     ) -> Result<TopicMeta> {
         validate_topic_name(name)?;
+        let _admin = self.admin.lock().await;
+        // Existence first, as Kafka checks it: "create if it does not exist" callers treat
+        // TOPIC_ALREADY_EXISTS as success whatever else their request says.
+        if self.metadata.topic(name).is_some() {
+            return Err(Error::TopicExists(name.to_string()));
+        }
         let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
         check_partition_count(name, partitions)?;
         if replication_factor != -1 && replication_factor != 1 {
             return Err(Error::InvalidReplicationFactor(replication_factor));
         }
         let cfg = topic_config::log_config(&self.config.log, &configs)?;
-        let _admin = self.admin.lock().await;
-        if self.metadata.topic(name).is_some() {
-            return Err(Error::TopicExists(name.to_string()));
-        }
         if validate_only {
             return Ok(TopicMeta { name: name.to_string(), id: uuid::Uuid::nil(), partitions, configs });
         }

@@ -526,3 +526,25 @@ fn list_offsets_answers_and_refuses_duplicates() {
     let r = c.call(6, &ask(&[(0, -1), (1, -1), (0, -2)]));
     assert_eq!(answers(&r), vec![(42, -1, -1), (0, 0, 0), (42, -1, -1)], "partition 0 twice: INVALID_REQUEST for both");
 }
+
+/// "Create if it does not exist" callers get TOPIC_ALREADY_EXISTS for an existing topic
+/// whatever else the request says, and a Metadata request for a name no topic can have is
+/// INVALID_TOPIC_EXCEPTION even with auto-creation off (clients then fail at once).
+#[test]
+fn existing_topics_and_invalid_names_get_the_kafka_error_first() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    create_topic_raw(&mut c, "here", 1);
+    let again = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("here"))).with_num_partitions(3).with_replication_factor(3),
+    ]);
+    assert_eq!(c.call(5, &again).topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS before INVALID_REPLICATION_FACTOR");
+    let meta = c.call(
+        9,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no spaces allowed"))))])),
+    );
+    assert_eq!(meta.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+}

@@ -58,6 +58,11 @@ async fn named_topic(state: &BrokerState, name: &str, may_create: bool) -> Metad
         return topic_entry(state, &meta);
     }
     let error = |e: &Error| MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(e.code());
+    // A name no topic can have is INVALID_TOPIC_EXCEPTION whether or not it would be created
+    // (Kafka validates first), so clients fail at once instead of retrying an unknown topic.
+    if let Err(e) = crate::metadata::validate_topic_name(name) {
+        return error(&e);
+    }
     // Internal topics are created by their subsystem, never by a client's Metadata request.
     if !may_create || crate::groups::is_internal_topic(name) {
         return error(&Error::UnknownTopic(name.to_string()));
