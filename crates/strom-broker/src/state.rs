@@ -225,6 +225,10 @@ impl BrokerState {
                 warn!(topic = name, partition = p, error = %e, "deleting partition log failed; it will be removed at the next startup");
             }
         }
+        // Before the admin lock is released, so a topic created again under this name cannot
+        // meet the old positions. (A crash before the tombstones are durable leaves them for
+        // offset expiry: a known gap.)
+        self.groups.topic_deleted(name).await;
         info!(topic = name, "deleted topic");
         Ok(meta)
     }

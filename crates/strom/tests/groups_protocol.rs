@@ -270,3 +270,40 @@ fn bad_input_gets_kafka_error_codes_and_the_coordinator_keeps_working() {
     assert_eq!(r.error_code, NONE);
     assert_eq!(commit_codes(&mut conn, 9, &commit("fresh", 1, &member, &[("t", 1, 5, None)])), vec![("t".into(), 1, NONE)]);
 }
+
+/// Deleting a topic drops every group's committed offsets of it (Kafka's
+/// `handleDeletedPartitions`): a topic created again under the same name starts with no
+/// positions, also after a restart, while offsets of other topics stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_drops_its_committed_offsets() {
+    use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest};
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "doomed", 2, &[]).await;
+    create_topic(&bootstrap, "kept", 1, &[]).await;
+    let mut conn = RawConn::connect(&bootstrap);
+    let codes = commit_codes(&mut conn, 7, &commit("g", -1, "", &[("doomed", 0, 5, None), ("doomed", 1, 6, None), ("kept", 0, 7, None)]));
+    assert!(codes.iter().all(|c| c.2 == NONE), "{codes:?}");
+    let deleted = conn.call(4, &DeleteTopicsRequest::default().with_timeout_ms(10_000).with_topic_names(vec![TopicName(s("doomed"))]));
+    assert_eq!(deleted.responses[0].error_code, NONE);
+    let again = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default().with_name(TopicName(s("doomed"))).with_num_partitions(2).with_replication_factor(1),
+    ]);
+    assert_eq!(conn.call(5, &again).topics[0].error_code, NONE);
+    let positions = |conn: &mut RawConn| -> Vec<(String, i32, i64)> {
+        let fetch = OffsetFetchRequest::default().with_group_id(gid("g")).with_topics(Some(vec![
+            OffsetFetchRequestTopic::default().with_name(TopicName(s("doomed"))).with_partition_indexes(vec![0, 1]),
+            OffsetFetchRequestTopic::default().with_name(TopicName(s("kept"))).with_partition_indexes(vec![0]),
+        ]));
+        let r = conn.call(5, &fetch);
+        r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index, p.committed_offset))).collect()
+    };
+    let expected = vec![("doomed".to_string(), 0, -1), ("doomed".to_string(), 1, -1), ("kept".to_string(), 0, 7)];
+    assert_eq!(positions(&mut conn), expected, "the re-created topic has no positions");
+    drop(conn);
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut conn = RawConn::connect(&broker.bootstrap());
+    assert_eq!(positions(&mut conn), expected, "nor after a restart");
+}

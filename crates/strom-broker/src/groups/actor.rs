@@ -89,6 +89,9 @@ pub enum Event {
     DeleteOffsets(Vec<TopicPartition>, oneshot::Sender<DeleteOffsetsResult>),
     /// Expire offsets older than the retention at this wall-clock time.
     Expire(i64),
+    /// A topic was deleted: drop this group's committed offsets of it (answered once the
+    /// tombstones are durable).
+    TopicDeleted(String, oneshot::Sender<()>),
     /// A group record write finished.
     Persisted(PersistKind, Result<(), ResponseError>),
     /// An offsets write finished: the changes, the log offset of each record, the result.
@@ -288,6 +291,7 @@ impl Actor {
             },
             Event::DeleteOffsets(tps, reply) => self.delete_offsets(now, tps, reply),
             Event::Expire(now_wall) => self.expire(now, now_wall),
+            Event::TopicDeleted(topic, done) => self.topic_deleted(now, &topic, done),
             Event::Persisted(kind, result) => {
                 self.in_flight -= 1;
                 self.group.on_persisted(now, kind, result, &mut out);
@@ -459,6 +463,23 @@ impl Actor {
         }
         self.write_offsets(now, changes, false, Box::new(move |r| {
             let _ = reply.send(r.map(|()| results));
+        }));
+    }
+
+    /// Kafka's `handleDeletedPartitions`: a deleted topic's committed offsets go with it, so a
+    /// topic created again under the same name does not inherit positions from the old one.
+    fn topic_deleted(&mut self, now: Now, topic: &str, done: oneshot::Sender<()>) {
+        let changes: Vec<_> = self.offsets.iter().filter(|(tp, _)| tp.0 == topic).map(|(tp, _)| (tp.clone(), None)).collect();
+        if changes.is_empty() || self.group.state() == GroupState::Dead {
+            let _ = done.send(());
+            return;
+        }
+        tracing::info!(group = %self.group.group_id(), topic, partitions = changes.len(), "dropping committed offsets of a deleted topic");
+        self.write_offsets(now, changes, false, Box::new(move |r| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "writing the offsets of a deleted topic off failed; they stay until they expire");
+            }
+            let _ = done.send(());
         }));
     }
 

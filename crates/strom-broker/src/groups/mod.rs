@@ -262,6 +262,22 @@ impl GroupCoordinator {
         }
     }
 
+    /// Drops every group's committed offsets of a deleted topic, and returns once the
+    /// tombstones are durable (or a group could not be told: it is shutting down).
+    pub async fn topic_deleted(&self, topic: &str) {
+        let handles: Vec<Handle> = self.shared.registry().groups.values().cloned().collect();
+        let mut waits = Vec::with_capacity(handles.len());
+        for h in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(Event::TopicDeleted(topic.to_string(), tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
+        }
+    }
+
     /// Checks a group id: at most `max_group_id_bytes` long, and not empty unless `allow_empty`
     /// (Kafka accepts the empty group id for offset commits and fetches only).
     pub fn check_group_id(&self, group_id: &str, allow_empty: bool) -> std::result::Result<(), ResponseError> {
