@@ -4,8 +4,10 @@
 //!
 //! Honoured: `cleanup.policy` (`delete` only for now), `retention.ms`, `retention.bytes`,
 //! `segment.bytes`, `segment.ms`, `max.message.bytes`, and Strom's own `flush.policy`
-//! (`always` | `interval:<ms>` | `never`). Any other name is rejected with `INVALID_CONFIG`
-//! rather than silently ignored.
+//! (`always` | `interval:<ms>` | `never`). Accepted with the one value that describes what
+//! Strom does (tools and Kafka Streams set them on every topic they create):
+//! `message.timestamp.type=CreateTime`, `compression.type=producer`, `min.insync.replicas=1`.
+//! Any other name or value is rejected with `INVALID_CONFIG` rather than silently ignored.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,20 @@ pub const SEGMENT_MS: &str = "segment.ms";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 /// `flush.policy`: Strom's own topic config (Kafka has `flush.ms`/`flush.messages` instead).
 pub const FLUSH_POLICY: &str = "flush.policy";
+/// `message.timestamp.type`: only `CreateTime`.
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+/// `compression.type`: only `producer`.
+pub const COMPRESSION_TYPE: &str = "compression.type";
+/// `min.insync.replicas`: only 1.
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// Kafka configs accepted with exactly one value, the one that describes what Strom does,
+/// and why no other is: (name, value, reason).
+const FIXED: &[(&str, &str, &str)] = &[
+    (COMPRESSION_TYPE, "producer", "batches are stored as the producer compressed them; recompression is not implemented"),
+    (MESSAGE_TIMESTAMP_TYPE, "CreateTime", "records keep the producer's timestamps; LogAppendTime is not implemented"),
+    (MIN_INSYNC_REPLICAS, "1", "replication is not implemented yet: every partition has one replica"),
+];
 
 /// Kafka's config types, as DescribeConfigs v3+ reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +76,11 @@ pub struct ConfigKey {
 /// Every topic config the broker honours, in the order DescribeConfigs lists them.
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey { name: CLEANUP_POLICY, config_type: ConfigType::List, doc: "delete: old segments are deleted by retention (compact is not supported yet)" },
+    ConfigKey { name: COMPRESSION_TYPE, config_type: ConfigType::String, doc: "producer only: batches are stored as the producer compressed them" },
     ConfigKey { name: FLUSH_POLICY, config_type: ConfigType::String, doc: "always: fsync before acknowledging; interval:<ms>: fsync within <ms>; never: fsync on roll/close; both also fsync in the background every 4 MiB" },
     ConfigKey { name: MAX_MESSAGE_BYTES, config_type: ConfigType::Int, doc: "largest record batch a producer may send" },
+    ConfigKey { name: MESSAGE_TIMESTAMP_TYPE, config_type: ConfigType::String, doc: "CreateTime only: records keep the producer's timestamps" },
+    ConfigKey { name: MIN_INSYNC_REPLICAS, config_type: ConfigType::Int, doc: "1 only: replication is not implemented yet" },
     ConfigKey { name: RETENTION_BYTES, config_type: ConfigType::Long, doc: "delete oldest segments while a partition is larger; -1: no limit" },
     ConfigKey { name: RETENTION_MS, config_type: ConfigType::Long, doc: "delete segments whose newest record is older; -1: keep forever" },
     ConfigKey { name: SEGMENT_BYTES, config_type: ConfigType::Int, doc: "roll the active segment at this size" },
@@ -114,6 +133,11 @@ pub fn apply(cfg: &mut LogConfig, name: &str, value: &str) -> Result<()> {
         FLUSH_POLICY => {
             cfg.flush_policy = value.parse::<FlushPolicy>().map_err(|e| invalid(name, value, e.to_string()))?;
         }
+        _ if let Some((_, only, reason)) = FIXED.iter().find(|f| f.0 == name) => {
+            if value.trim() != *only {
+                return Err(invalid(name, value, format!("only {name}={only} is supported ({reason})")));
+            }
+        }
         _ => {
             return Err(Error::InvalidTopicConfig {
                 name: name.to_string(),
@@ -147,7 +171,7 @@ pub fn value_of(cfg: &LogConfig, name: &str) -> Option<String> {
         SEGMENT_MS => cfg.segment_ms.map_or(-1, |v| v as i64).to_string(),
         MAX_MESSAGE_BYTES => cfg.max_message_bytes.to_string(),
         FLUSH_POLICY => cfg.flush_policy.to_string(),
-        _ => return None,
+        _ => return FIXED.iter().find(|f| f.0 == name).map(|f| f.1.to_string()),
     })
 }
 

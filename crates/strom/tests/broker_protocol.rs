@@ -548,3 +548,28 @@ fn existing_topics_and_invalid_names_get_the_kafka_error_first() {
     );
     assert_eq!(meta.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
 }
+
+/// The topic configs Kafka Streams and admin tools set on every topic they create are accepted
+/// with the value that describes what Strom does, and refused with any other.
+#[test]
+fn kafka_topic_configs_with_strom_semantics_are_accepted() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let broker = TestBroker::start();
+    let mut c = RawConn::connect(&broker.bootstrap());
+    let create = |name: &'static str, configs: &[(&'static str, &'static str)]| {
+        CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_static_str(k)).with_value(Some(StrBytes::from_static_str(v)))).collect())])
+    };
+    let streams_like = [("message.timestamp.type", "CreateTime"), ("min.insync.replicas", "1"), ("compression.type", "producer"), ("cleanup.policy", "delete")];
+    let r = c.call(5, &create("repartition", &streams_like));
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    for (k, v) in [("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2"), ("compression.type", "zstd")] {
+        let r = c.call(5, &create("refused", &[(k, v)]));
+        assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG for {k}={v}");
+        let message = r.topics[0].error_message.as_deref().unwrap_or_default().to_string();
+        assert!(message.contains("is not implemented"), "{k}={v}: {message}");
+    }
+}
