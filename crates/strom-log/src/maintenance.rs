@@ -100,6 +100,36 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Deletes the sealed segments that hold only offsets below `offset` (and below the high
+    /// watermark); the log start offset moves to the first remaining segment. For a caller
+    /// that has written everything it still needs at or after `offset` (the group coordinator
+    /// pruning its internal topic). Never deletes the active segment. Returns the number of
+    /// segments deleted.
+    pub fn delete_segments_before(&self, offset: i64) -> Result<usize> {
+        let mut st = self.lock()?;
+        let limit = offset.min(self.high_watermark());
+        let mut deleted = 0;
+        while st.segments.len() > 1 {
+            let (&base, seg) = st.segments.iter().next().expect("non-empty");
+            if seg.next_offset > limit {
+                break;
+            }
+            let seg = st.segments.remove(&base).expect("first segment");
+            self.inner.env.fd_cache.remove(&seg.path);
+            remove_segment_files(&seg.path);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let start = *st.segments.keys().next().expect("active segment remains");
+            st.log_start = start;
+            self.inner.start.store(start, Ordering::Release);
+            crate::manager::sync_dir(self.dir())?;
+            remove_snapshots_below(self.dir(), start);
+            tracing::info!(topic = %self.topic(), partition = self.partition(), deleted, log_start = start, "deleted segments below a caller's checkpoint");
+        }
+        Ok(deleted)
+    }
+
     /// Drops the state of idempotent producers whose last batch is older than
     /// `producer_id_expiration_ms` (by its timestamp) or was deleted by retention, as Kafka
     /// does; returns how many. A producer that writes again afterwards starts afresh.

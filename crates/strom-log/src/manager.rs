@@ -487,6 +487,32 @@ mod smoke_tests {
         mgr.shutdown().unwrap();
     }
 
+    /// `delete_segments_before` removes only sealed segments wholly below the offset, and
+    /// moves the log start to the first one kept.
+    #[test]
+    fn segments_below_a_checkpoint_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = LogManager::open(ManagerConfig::new(dir.path())).unwrap();
+        let log = mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Never, ..small() }).unwrap();
+        let value = [1u8; 700];
+        let mut firsts = Vec::new();
+        for _ in 0..20 {
+            let before = log.segment_count();
+            let a = log.append(build_batch(1, None, &[&value[..]]), 0).unwrap();
+            if log.segment_count() > before || firsts.is_empty() {
+                firsts.push(a.base_offset);
+            }
+        }
+        assert!(firsts.len() >= 4, "{firsts:?}");
+        // An offset inside the third segment: the first two go, the third stays.
+        assert_eq!(log.delete_segments_before(firsts[2] + 1).unwrap(), 2);
+        assert_eq!(log.log_start_offset(), firsts[2]);
+        assert_eq!(log.delete_segments_before(firsts[2]).unwrap(), 0, "nothing wholly below the start");
+        assert!(log.delete_segments_before(i64::MAX).unwrap() >= 1);
+        assert_eq!(log.segment_count(), 1, "the active segment always stays");
+        mgr.shutdown().unwrap();
+    }
+
     struct BatchHeaderCheck;
     impl BatchHeaderCheck {
         fn first(b: &bytes::Bytes) -> (i64, i32) {

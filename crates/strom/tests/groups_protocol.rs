@@ -307,3 +307,66 @@ async fn deleting_a_topic_drops_its_committed_offsets() {
     let mut conn = RawConn::connect(&broker.bootstrap());
     assert_eq!(positions(&mut conn), expected, "nor after a restart");
 }
+
+/// The internal topic is pruned (it is not compacted): with small segments and a short check
+/// interval, many commits leave sealed segments, every group writes its live state again, the
+/// segments below are deleted (the topic's log start moves), and after a restart every
+/// group's last offsets and its group record are still there.
+#[test]
+fn the_offsets_topic_is_pruned_and_keeps_every_live_group() {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("strom.toml");
+    std::fs::write(
+        &path,
+        "[groups]\ninitial_rebalance_delay_ms = 0\noffsets_retention_check_interval_ms = 200\noffsets_topic_segment_bytes = 4096\n",
+    )
+    .expect("config");
+    let mut broker = TestBroker::start_with(&["--config", path.to_str().expect("utf-8 path")]);
+    let bootstrap = broker.bootstrap();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt").block_on(create_topic(&bootstrap, "t", 4, &[]));
+    let mut conn = RawConn::connect(&bootstrap);
+
+    // A group with a group record: joined, synced, committed, then left (Empty, generation 1).
+    let member = conn.call(5, &join("member-group", "", 10_000, "consumer")).member_id.to_string();
+    assert_eq!(conn.call(5, &join("member-group", &member, 10_000, "consumer")).error_code, NONE);
+    let sync = SyncGroupRequest::default().with_group_id(gid("member-group")).with_generation_id(1).with_member_id(s(&member)).with_assignments(vec![
+        SyncGroupRequestAssignment::default().with_member_id(s(&member)).with_assignment(Bytes::from_static(b"all")),
+    ]);
+    assert_eq!(conn.call(3, &sync).error_code, NONE);
+    assert!(commit_codes(&mut conn, 7, &commit("member-group", 1, &member, &[("t", 3, 33, None)])).iter().all(|c| c.2 == NONE));
+    let leave = LeaveGroupRequest::default().with_group_id(gid("member-group")).with_members(vec![MemberIdentity::default().with_member_id(s(&member))]);
+    assert_eq!(conn.call(3, &leave).error_code, NONE);
+
+    // An offsets-only group committing many times over several segments.
+    for round in 0..300i64 {
+        let parts: Vec<(&str, i32, i64, Option<String>)> = (0..4).map(|p| ("t", p, round * 10 + i64::from(p), None)).collect();
+        assert!(commit_codes(&mut conn, 7, &commit("busy", -1, "", &parts)).iter().all(|c| c.2 == NONE));
+    }
+    let earliest = |conn: &mut RawConn| {
+        let req = ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+            ListOffsetsTopic::default().with_name(TopicName(s("__consumer_offsets"))).with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)]),
+        ]);
+        conn.call(6, &req).topics[0].partitions[0].offset
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while earliest(&mut conn) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the internal topic was not pruned within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    drop(conn);
+    assert!(broker.stop().success());
+    broker.restart();
+    let mut conn = RawConn::connect(&broker.bootstrap());
+    assert!(earliest(&mut conn) > 0, "still pruned after the restart");
+    let fetch = |conn: &mut RawConn, group: &str| -> Vec<(i32, i64)> {
+        let r = conn.call(5, &OffsetFetchRequest::default().with_group_id(gid(group)).with_topics(None));
+        r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect()
+    };
+    assert_eq!(fetch(&mut conn, "busy"), vec![(0, 2990), (1, 2991), (2, 2992), (3, 2993)], "the last commits survive pruning");
+    assert_eq!(fetch(&mut conn, "member-group"), vec![(3, 33)]);
+    let d = conn.call(5, &DescribeGroupsRequest::default().with_groups(vec![gid("member-group")]));
+    assert_eq!((d.groups[0].error_code, d.groups[0].group_state.as_str(), d.groups[0].protocol_type.as_str()), (NONE, "Empty", "consumer"), "the group record survives pruning");
+}

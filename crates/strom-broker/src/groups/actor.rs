@@ -92,6 +92,11 @@ pub enum Event {
     /// A topic was deleted: drop this group's committed offsets of it (answered once the
     /// tombstones are durable).
     TopicDeleted(String, oneshot::Sender<()>),
+    /// Write this group's whole live state (its last group record and every committed offset)
+    /// again, so everything older in the internal topic can be deleted. Waits until no write
+    /// of the group is in flight (one in flight could otherwise be rewritten with its old
+    /// value); answers `true` once the rewrite is durable, `false` if it could not be done.
+    Checkpoint(oneshot::Sender<bool>),
     /// A group record write finished.
     Persisted(PersistKind, Result<(), ResponseError>),
     /// An offsets write finished: the changes, the log offset of each record, the result.
@@ -151,10 +156,26 @@ struct Actor {
     next_waiter: WaiterId,
     /// Writes whose durability has not been reported yet; the task never exits while > 0.
     in_flight: usize,
+    /// The value of the last group record written (or replayed), for checkpoints; `None`
+    /// when there is none or the group was deleted.
+    last_group_record: Option<Bytes>,
+    /// A checkpoint waiting for `in_flight` to reach 0.
+    pending_checkpoint: Option<oneshot::Sender<bool>>,
+}
+
+/// What an offsets write also does with the group's own record (written last in the batch,
+/// after the offset changes).
+enum GroupWrite {
+    /// Nothing.
+    Untouched,
+    /// Deletes the group (a tombstone).
+    Tombstone,
+    /// Writes this group record value again (a checkpoint).
+    Record(Bytes),
 }
 
 /// Starts the task of `group` and returns its handle. `id` must be unique per coordinator.
-pub(super) fn spawn(shared: Arc<Shared>, id: u64, group: Group, offsets: GroupOffsets) -> Handle {
+pub(super) fn spawn(shared: Arc<Shared>, id: u64, group: Group, offsets: GroupOffsets, record: Option<Bytes>) -> Handle {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let summary = Arc::new(Mutex::new(summary_of(&group, &offsets)));
     let actor = Actor {
@@ -168,6 +189,8 @@ pub(super) fn spawn(shared: Arc<Shared>, id: u64, group: Group, offsets: GroupOf
         sync_waiters: HashMap::new(),
         next_waiter: 1,
         in_flight: 0,
+        last_group_record: record,
+        pending_checkpoint: None,
     };
     tokio::spawn(actor.run(rx));
     Handle { id, tx, summary }
@@ -284,7 +307,7 @@ impl Actor {
                 Ok(()) => {
                     tracing::info!(group = %self.group.group_id(), "deleting group and its committed offsets");
                     let changes = self.offsets.iter().map(|(tp, _)| (tp.clone(), None)).collect();
-                    self.write_offsets(now, changes, true, Box::new(move |r| {
+                    self.write_offsets(now, changes, GroupWrite::Tombstone, Box::new(move |r| {
                         let _ = reply.send(r);
                     }));
                 }
@@ -292,19 +315,28 @@ impl Actor {
             Event::DeleteOffsets(tps, reply) => self.delete_offsets(now, tps, reply),
             Event::Expire(now_wall) => self.expire(now, now_wall),
             Event::TopicDeleted(topic, done) => self.topic_deleted(now, &topic, done),
+            Event::Checkpoint(reply) => {
+                if self.in_flight == 0 {
+                    self.checkpoint(now, reply);
+                } else if let Some(older) = self.pending_checkpoint.replace(reply) {
+                    let _ = older.send(false);
+                }
+            }
             Event::Persisted(kind, result) => {
                 self.in_flight -= 1;
                 self.group.on_persisted(now, kind, result, &mut out);
+                self.run_pending_checkpoint(now);
             }
             Event::Durable(changes, log_offsets, result, done) => {
                 self.in_flight -= 1;
                 if result.is_ok() {
-                    // `changes` may end with the group tombstone, which has no offset change.
+                    // `changes` may end with the group's own record, which has no offset change.
                     for ((tp, v), at) in changes.into_iter().zip(log_offsets) {
                         self.offsets.apply(tp, v, at);
                     }
                 }
                 done(result);
+                self.run_pending_checkpoint(now);
             }
         }
         self.dispatch(out);
@@ -355,7 +387,7 @@ impl Actor {
             return;
         }
         let replies = batch.replies;
-        self.write_offsets(now, batch.changes, false, Box::new(move |r| {
+        self.write_offsets(now, batch.changes, GroupWrite::Untouched, Box::new(move |r| {
             for reply in replies {
                 let _ = reply.send(r);
             }
@@ -382,12 +414,40 @@ impl Actor {
         }
     }
 
+    /// A checkpoint that waited for the group's writes to finish runs once they have.
+    fn run_pending_checkpoint(&mut self, now: Now) {
+        if self.in_flight == 0
+            && let Some(reply) = self.pending_checkpoint.take()
+        {
+            self.checkpoint(now, reply);
+        }
+    }
+
+    /// Writes the group's live state again (see [`Event::Checkpoint`]). Called with nothing
+    /// in flight, so the offsets in memory are exactly the newest ones written.
+    fn checkpoint(&mut self, now: Now, reply: oneshot::Sender<bool>) {
+        let changes: Vec<_> = self.offsets.iter().map(|(tp, c)| (tp.clone(), Some(c.value.clone()))).collect();
+        let group = match (&self.last_group_record, self.group.state()) {
+            (_, GroupState::Dead) | (None, _) => GroupWrite::Untouched,
+            (Some(v), _) => GroupWrite::Record(v.clone()),
+        };
+        if changes.is_empty() && matches!(group, GroupWrite::Untouched) {
+            let _ = reply.send(true);
+            return;
+        }
+        self.write_offsets(now, changes, group, Box::new(move |r| {
+            let _ = reply.send(r.is_ok());
+        }));
+    }
+
     /// Writes the group record; the engine hears back through [`Event::Persisted`].
     fn persist(&mut self, p: Persist) {
         let now = self.shared.clock.now();
-        let record = [(records::group_key(self.group.group_id()), Some(records::group_value(&p.record)))];
+        let value = records::group_value(&p.record);
+        let record = [(records::group_key(self.group.group_id()), Some(value.clone()))];
         match self.shared.log().and_then(|log| log.append(self.group.group_id(), &record, now.wall_ms)) {
             Ok(appended) => {
+                self.last_group_record = Some(value);
                 self.in_flight += 1;
                 let tx = self.self_tx.clone();
                 tokio::spawn(async move {
@@ -404,22 +464,28 @@ impl Actor {
         }
     }
 
-    /// Writes offset changes (and with `group_tombstone`, the group's deletion) as one batch;
-    /// `done` runs once they are durable and applied in memory.
-    fn write_offsets(&mut self, now: Now, changes: Vec<(TopicPartition, Option<OffsetValue>)>, group_tombstone: bool, done: Done) {
+    /// Writes offset changes (and what `group` says about the group's own record) as one
+    /// batch; `done` runs once they are durable and applied in memory.
+    fn write_offsets(&mut self, now: Now, changes: Vec<(TopicPartition, Option<OffsetValue>)>, group: GroupWrite, done: Done) {
         let group_id = self.group.group_id().to_string();
         let mut batch: Vec<(Bytes, Option<Bytes>)> = changes
             .iter()
             .map(|((t, p), v)| (records::offset_key(&group_id, t, *p), v.as_ref().map(records::offset_value)))
             .collect();
-        if group_tombstone {
-            batch.push((records::group_key(&group_id), None));
+        let tombstone = matches!(group, GroupWrite::Tombstone);
+        match group {
+            GroupWrite::Untouched => {}
+            GroupWrite::Tombstone => batch.push((records::group_key(&group_id), None)),
+            GroupWrite::Record(v) => batch.push((records::group_key(&group_id), Some(v))),
         }
         if batch.is_empty() {
             return done(Ok(()));
         }
         match self.shared.log().and_then(|log| log.append(&group_id, &batch, now.wall_ms)) {
             Ok(appended) => {
+                if tombstone {
+                    self.last_group_record = None;
+                }
                 self.in_flight += 1;
                 let tx = self.self_tx.clone();
                 tokio::spawn(async move {
@@ -461,7 +527,7 @@ impl Actor {
                 results.push((tp, Ok(())));
             }
         }
-        self.write_offsets(now, changes, false, Box::new(move |r| {
+        self.write_offsets(now, changes, GroupWrite::Untouched, Box::new(move |r| {
             let _ = reply.send(r.map(|()| results));
         }));
     }
@@ -475,7 +541,7 @@ impl Actor {
             return;
         }
         tracing::info!(group = %self.group.group_id(), topic, partitions = changes.len(), "dropping committed offsets of a deleted topic");
-        self.write_offsets(now, changes, false, Box::new(move |r| {
+        self.write_offsets(now, changes, GroupWrite::Untouched, Box::new(move |r| {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "writing the offsets of a deleted topic off failed; they stay until they expire");
             }
@@ -507,7 +573,8 @@ impl Actor {
             return;
         }
         let changes = expired.into_iter().map(|tp| (tp, None)).collect();
-        self.write_offsets(now, changes, delete_group, Box::new(|r| {
+        let group = if delete_group { GroupWrite::Tombstone } else { GroupWrite::Untouched };
+        self.write_offsets(now, changes, group, Box::new(|r| {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "writing expired offsets failed; will retry at the next check");
             }

@@ -87,9 +87,9 @@ impl Shared {
         self.log.get().ok_or_else(|| Error::InvalidRequest("the group coordinator is still loading".into()))
     }
 
-    fn spawn_group(self: &Arc<Self>, reg: &mut Registry, group_id: &str, group: Group, offsets: GroupOffsets) -> Handle {
+    fn spawn_group(self: &Arc<Self>, reg: &mut Registry, group_id: &str, group: Group, offsets: GroupOffsets, record: Option<bytes::Bytes>) -> Handle {
         reg.next_id += 1;
-        let handle = actor::spawn(self.clone(), reg.next_id, group, offsets);
+        let handle = actor::spawn(self.clone(), reg.next_id, group, offsets, record);
         reg.groups.insert(group_id.to_string(), handle.clone());
         handle
     }
@@ -107,7 +107,7 @@ impl Shared {
         // expire by their commit time (as Kafka's do for groups without metadata).
         let now = Now { wall_ms: 0, ..self.clock.now() };
         let group = Group::new(group_id, self.engine, now);
-        Some(self.spawn_group(&mut reg, group_id, group, GroupOffsets::default()))
+        Some(self.spawn_group(&mut reg, group_id, group, GroupOffsets::default(), None))
     }
 
     /// Called by a task that is about to exit.
@@ -224,7 +224,8 @@ impl GroupCoordinator {
                 None => Group::new(&id, self.shared.engine, Now { wall_ms: 0, ..now }),
             };
             groups += 1;
-            self.shared.spawn_group(&mut reg, &id, group, offsets);
+            let record = record.as_ref().map(records::group_value);
+            self.shared.spawn_group(&mut reg, &id, group, offsets, record);
         }
         drop(reg);
         if self.shared.log.set(log).is_err() {
@@ -248,9 +249,54 @@ impl GroupCoordinator {
                     () = shutdown.cancelled() => return,
                 }
                 let Some(shared) = weak.upgrade() else { return };
-                GroupCoordinator { shared }.expire_offsets(Clock::new().now().wall_ms);
+                let coordinator = GroupCoordinator { shared };
+                coordinator.expire_offsets(Clock::new().now().wall_ms);
+                coordinator.prune_offsets_topic().await;
             }
         });
+    }
+
+    /// Keeps the internal topic from growing with every commit (it is not compacted): for
+    /// each of its partitions with at least two sealed segments (so each rewrite frees more
+    /// than one segment's worth), every group stored there writes its
+    /// live state again (its last group record and every committed offset), and once all of
+    /// those writes are durable the sealed segments wholly below the point where they started
+    /// are deleted. Only superseded records go: every live key has a newer copy, and a group
+    /// whose task has ended has nothing live. Runs with each offset expiry check; returns the
+    /// number of segments deleted.
+    pub async fn prune_offsets_topic(&self) -> usize {
+        let Ok(log) = self.shared.log() else { return 0 };
+        let mut deleted = 0;
+        for p in 0..log.partition_count() {
+            let part = log.partition(p);
+            if part.segment_count() < 3 {
+                continue;
+            }
+            let from = part.log_end_offset();
+            let handles: Vec<Handle> =
+                self.shared.registry().groups.iter().filter(|(id, _)| log.partition_for(id) == p).map(|(_, h)| h.clone()).collect();
+            let mut waits = Vec::with_capacity(handles.len());
+            for h in handles {
+                let (tx, rx) = oneshot::channel();
+                // A task that has ended (a dead or never-used group) has nothing live to keep.
+                if h.tx.send(Event::Checkpoint(tx)).await.is_ok() {
+                    waits.push(rx);
+                }
+            }
+            let mut rewritten = true;
+            for rx in waits {
+                rewritten &= rx.await.unwrap_or(false);
+            }
+            if !rewritten {
+                tracing::warn!(partition = p, "a group could not write its state again; the internal topic is pruned at the next check");
+                continue;
+            }
+            match part.delete_segments_before(from) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::warn!(partition = p, error = %e, "pruning the internal topic failed"),
+            }
+        }
+        deleted
     }
 
     /// Asks every group to expire offsets past `offsets.retention.minutes` at `now_wall_ms`
@@ -415,7 +461,8 @@ impl GroupCoordinator {
 }
 
 /// Topic configs of the internal topic: never deleted by retention (compaction does not exist
-/// yet, so the topic grows with every commit), always fsynced before a commit is acknowledged.
+/// yet; [`GroupCoordinator::prune_offsets_topic`] keeps it from growing with every commit),
+/// always fsynced before a commit is acknowledged.
 pub fn internal_topic_configs(config: &GroupConfig) -> TopicConfigs {
     let mut c = TopicConfigs::new();
     c.insert(topic_config::RETENTION_MS.into(), "-1".into());

@@ -52,6 +52,11 @@ impl OffsetsLog {
         self.partitions.len()
     }
 
+    /// The log of partition `p` (`p` < [`partition_count`](Self::partition_count)).
+    pub fn partition(&self, p: usize) -> &PartitionLog {
+        &self.partitions[p]
+    }
+
     /// The partition holding `group`'s records: Java's `String.hashCode` of the group id, as
     /// Kafka's `partitionFor`, so the layout matches Kafka's for the same partition count.
     pub fn partition_for(&self, group: &str) -> usize {
