@@ -118,12 +118,14 @@ impl PartitionLog {
             self.inner.env.fd_cache.remove(&seg.path);
             remove_segment_files(&seg.path);
             deleted += 1;
+            st.log_start = st.segments.keys().next().copied().expect("active segment remains");
+            self.inner.start.store(st.log_start, Ordering::Release);
+            // One by one, oldest first: a crash must never keep an older segment while losing
+            // a newer one that superseded it.
+            crate::manager::sync_dir(self.dir())?;
         }
         if deleted > 0 {
-            let start = *st.segments.keys().next().expect("active segment remains");
-            st.log_start = start;
-            self.inner.start.store(start, Ordering::Release);
-            crate::manager::sync_dir(self.dir())?;
+            let start = st.log_start;
             remove_snapshots_below(self.dir(), start);
             tracing::info!(topic = %self.topic(), partition = self.partition(), deleted, log_start = start, "deleted segments below a caller's checkpoint");
         }

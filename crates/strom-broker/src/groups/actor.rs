@@ -161,6 +161,10 @@ struct Actor {
     last_group_record: Option<Bytes>,
     /// A checkpoint waiting for `in_flight` to reach 0.
     pending_checkpoint: Option<oneshot::Sender<bool>>,
+    /// The group's tombstone could not be appended (a full disk): it is Dead here but its
+    /// records are still in the log, so its task stays and refuses checkpoints, which keeps
+    /// the internal topic from being pruned under those records until a restart reloads it.
+    delete_failed: bool,
 }
 
 /// What an offsets write also does with the group's own record (written last in the batch,
@@ -191,6 +195,7 @@ pub(super) fn spawn(shared: Arc<Shared>, id: u64, group: Group, offsets: GroupOf
         in_flight: 0,
         last_group_record: record,
         pending_checkpoint: None,
+        delete_failed: false,
     };
     tokio::spawn(actor.run(rx));
     Handle { id, tx, summary }
@@ -236,7 +241,7 @@ impl Actor {
 
     /// Nothing left to keep: a deleted group, or one that never got past its first request.
     fn finished(&self) -> bool {
-        if self.in_flight > 0 || !self.join_waiters.is_empty() || !self.sync_waiters.is_empty() {
+        if self.in_flight > 0 || self.delete_failed || !self.join_waiters.is_empty() || !self.sync_waiters.is_empty() {
             return false;
         }
         match self.group.state() {
@@ -414,11 +419,14 @@ impl Actor {
         }
     }
 
-    /// A checkpoint that waited for the group's writes to finish runs once they have.
+    /// Once no write is in flight: deletion marks are no longer needed (see
+    /// [`GroupOffsets::forget_deletions`]), and a checkpoint that waited runs.
     fn run_pending_checkpoint(&mut self, now: Now) {
-        if self.in_flight == 0
-            && let Some(reply) = self.pending_checkpoint.take()
-        {
+        if self.in_flight > 0 {
+            return;
+        }
+        self.offsets.forget_deletions();
+        if let Some(reply) = self.pending_checkpoint.take() {
             self.checkpoint(now, reply);
         }
     }
@@ -426,10 +434,19 @@ impl Actor {
     /// Writes the group's live state again (see [`Event::Checkpoint`]). Called with nothing
     /// in flight, so the offsets in memory are exactly the newest ones written.
     fn checkpoint(&mut self, now: Now, reply: oneshot::Sender<bool>) {
+        if self.delete_failed {
+            let _ = reply.send(false);
+            return;
+        }
+        if self.group.state() == GroupState::Dead {
+            // Deleted, and the tombstone is durable (nothing is in flight): nothing is live.
+            let _ = reply.send(true);
+            return;
+        }
         let changes: Vec<_> = self.offsets.iter().map(|(tp, c)| (tp.clone(), Some(c.value.clone()))).collect();
-        let group = match (&self.last_group_record, self.group.state()) {
-            (_, GroupState::Dead) | (None, _) => GroupWrite::Untouched,
-            (Some(v), _) => GroupWrite::Record(v.clone()),
+        let group = match &self.last_group_record {
+            None => GroupWrite::Untouched,
+            Some(v) => GroupWrite::Record(v.clone()),
         };
         if changes.is_empty() && matches!(group, GroupWrite::Untouched) {
             let _ = reply.send(true);
@@ -494,7 +511,10 @@ impl Actor {
                     let _ = tx.send(Event::Durable(changes, appended.offsets, result, done)).await;
                 });
             }
-            Err(e) => done(Err(storage_error(&e))),
+            Err(e) => {
+                self.delete_failed |= tombstone;
+                done(Err(storage_error(&e)));
+            }
         }
     }
 

@@ -214,6 +214,9 @@ impl GroupCoordinator {
                 entry.0 = value;
             }
         })?;
+        for (_, offsets) in found.values_mut() {
+            offsets.forget_deletions();
+        }
         let now = self.shared.clock.now();
         let mut reg = self.shared.registry();
         let mut groups = 0;
@@ -265,6 +268,7 @@ impl GroupCoordinator {
     /// whose task has ended has nothing live. Runs with each offset expiry check; returns the
     /// number of segments deleted.
     pub async fn prune_offsets_topic(&self) -> usize {
+        const PRUNE_ROUND_TIMEOUT: Duration = Duration::from_secs(30);
         let Ok(log) = self.shared.log() else { return 0 };
         let mut deleted = 0;
         for p in 0..log.partition_count() {
@@ -283,9 +287,11 @@ impl GroupCoordinator {
                     waits.push(rx);
                 }
             }
+            // A group that keeps a write in flight all the time would hold the checkpoint (and
+            // the expiry loop this runs in) forever: a round has a time limit.
             let mut rewritten = true;
             for rx in waits {
-                rewritten &= rx.await.unwrap_or(false);
+                rewritten &= matches!(tokio::time::timeout(PRUNE_ROUND_TIMEOUT, rx).await, Ok(Ok(true)));
             }
             if !rewritten {
                 tracing::warn!(partition = p, "a group could not write its state again; the internal topic is pruned at the next check");

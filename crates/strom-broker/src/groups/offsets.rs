@@ -22,24 +22,37 @@ pub struct Committed {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GroupOffsets {
     offsets: BTreeMap<TopicPartition, Committed>,
+    /// Where each deletion applied since the last [`forget_deletions`](Self::forget_deletions)
+    /// was written: durability is confirmed per write, not in log order, so an older value
+    /// confirmed after a newer deletion must not come back.
+    deleted: BTreeMap<TopicPartition, i64>,
 }
 
 impl GroupOffsets {
-    /// Applies a durable change (`None`: deleted) written at `log_offset`. Older changes than
-    /// the one applied already are ignored.
+    /// Applies a durable change (`None`: deleted) written at `log_offset`. Changes older than
+    /// the one applied already (value or deletion) are ignored.
     pub fn apply(&mut self, tp: TopicPartition, value: Option<OffsetValue>, log_offset: i64) {
-        let newer = self.offsets.get(&tp).is_none_or(|c| c.log_offset < log_offset);
+        let newer = self.offsets.get(&tp).is_none_or(|c| c.log_offset < log_offset)
+            && self.deleted.get(&tp).is_none_or(|d| *d < log_offset);
         if !newer {
             return;
         }
         match value {
             Some(value) => {
+                self.deleted.remove(&tp);
                 self.offsets.insert(tp, Committed { value, log_offset });
             }
             None => {
                 self.offsets.remove(&tp);
+                self.deleted.insert(tp, log_offset);
             }
         }
+    }
+
+    /// Drops the deletion marks: call when no write is waiting for its durability (and after
+    /// a replay), since only a write still in flight can be older than a deletion applied.
+    pub fn forget_deletions(&mut self) {
+        self.deleted.clear();
     }
 
     /// The committed offset of one partition.
@@ -87,6 +100,19 @@ mod tests {
 
     fn v(offset: i64, ts: i64) -> OffsetValue {
         OffsetValue { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: ts }
+    }
+
+    /// A value confirmed after a newer deletion of the same partition stays deleted.
+    #[test]
+    fn an_older_value_confirmed_late_does_not_undo_a_deletion() {
+        let mut o = GroupOffsets::default();
+        let tp = ("t".to_string(), 0);
+        o.apply(tp.clone(), None, 106);
+        o.apply(tp.clone(), Some(OffsetValue { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }), 100);
+        assert!(o.get("t", 0).is_none());
+        o.forget_deletions();
+        o.apply(tp, Some(OffsetValue { offset: 7, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }), 110);
+        assert_eq!(o.get("t", 0).map(|c| c.value.offset), Some(7));
     }
 
     #[test]
