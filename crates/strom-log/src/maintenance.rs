@@ -110,16 +110,12 @@ impl PartitionLog {
         let limit = offset.min(self.high_watermark());
         let mut deleted = 0;
         while st.segments.len() > 1 {
-            let (&base, seg) = st.segments.iter().next().expect("non-empty");
+            let (_, seg) = st.segments.first_key_value().expect("non-empty");
             if seg.next_offset > limit {
                 break;
             }
-            let seg = st.segments.remove(&base).expect("first segment");
-            self.inner.env.fd_cache.remove(&seg.path);
-            remove_segment_files(&seg.path);
+            self.remove_oldest_segment(&mut st);
             deleted += 1;
-            st.log_start = st.segments.keys().next().copied().expect("active segment remains");
-            self.inner.start.store(st.log_start, Ordering::Release);
             // One by one, oldest first: a crash must never keep an older segment while losing
             // a newer one that superseded it.
             crate::manager::sync_dir(self.dir())?;
@@ -175,21 +171,27 @@ impl PartitionLog {
             if !(by_size || by_time) {
                 break;
             }
-            let seg = st.segments.remove(&base).expect("first segment");
-            self.inner.env.fd_cache.remove(&seg.path);
-            remove_segment_files(&seg.path);
-            total -= seg.size;
+            total -= self.remove_oldest_segment(&mut st);
             deleted += 1;
             tracing::info!(topic = %self.topic(), partition = self.partition(), base_offset = base, by_size, by_time, "retention deleted segment");
         }
         if deleted > 0 {
-            let start = *st.segments.keys().next().expect("active segment remains");
-            st.log_start = start;
-            self.inner.start.store(start, Ordering::Release);
             crate::manager::sync_dir(self.dir())?;
-            remove_snapshots_below(self.dir(), start);
+            remove_snapshots_below(self.dir(), st.log_start);
         }
         Ok(deleted)
+    }
+
+    /// Removes the oldest segment (the caller keeps at least one) with its files, and moves
+    /// the log start to the next one. Returns the removed segment's size. The directory is
+    /// the caller's to fsync.
+    fn remove_oldest_segment(&self, st: &mut crate::partition::State) -> u64 {
+        let (_, seg) = st.segments.pop_first().expect("a segment to remove");
+        self.inner.env.fd_cache.remove(&seg.path);
+        remove_segment_files(&seg.path);
+        st.log_start = *st.segments.keys().next().expect("active segment remains");
+        self.inner.start.store(st.log_start, Ordering::Release);
+        seg.size
     }
 
     /// Closes the log for good: refuses further appends, fsyncs the active segment, and

@@ -126,9 +126,10 @@ fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
         let d = with_offsets(data, log.high_watermark(), log.log_start_offset());
         return (d.with_records(Some(Bytes::new())), 0);
     }
-    match log.read(w.offset, w.max_bytes.min(budget), ReadBound::HighWatermark) {
+    let limit = w.max_bytes.min(budget);
+    match log.read(w.offset, limit, ReadBound::HighWatermark) {
         Ok(r) => {
-            let records = if !first && r.records.len() > w.max_bytes.min(budget) { Bytes::new() } else { r.records };
+            let records = if !first && r.records.len() > limit { Bytes::new() } else { r.records };
             let n = records.len();
             if n > 0 {
                 metrics::counter!("strom_fetched_bytes_total", "topic" => log.topic().to_string()).increment(n as u64);

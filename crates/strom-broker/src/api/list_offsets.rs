@@ -21,14 +21,12 @@ pub const LATEST: i64 = -1;
 /// INVALID_REQUEST for each mention, as from Kafka.
 pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let state = &ctx.state;
-    let mut mentions = std::collections::HashMap::<(&str, i32), usize>::new();
+    let mut mentions = std::collections::HashMap::<(String, i32), usize>::new();
     for t in &req.topics {
         for p in &t.partitions {
-            *mentions.entry((&*t.name.0, p.partition_index)).or_default() += 1;
+            *mentions.entry((t.name.0.to_string(), p.partition_index)).or_default() += 1;
         }
     }
-    let duplicates: std::collections::HashSet<(String, i32)> =
-        mentions.into_iter().filter(|(_, n)| *n > 1).map(|((t, p), _)| (t.to_string(), p)).collect();
     let topics = req
         .topics
         .into_iter()
@@ -41,7 +39,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     // until replication exists.
                     let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(-1);
                     let failed = |r: ListOffsetsPartitionResponse, code: i16| r.with_error_code(code).with_offset(-1).with_timestamp(-1);
-                    if duplicates.contains(&(t.name.0.to_string(), p.partition_index)) {
+                    if mentions.get(&(t.name.0.to_string(), p.partition_index)).is_some_and(|n| *n > 1) {
                         return failed(r, ResponseError::InvalidRequest.code());
                     }
                     let Some(log) = state.partition_log(&t.name.0, p.partition_index) else {

@@ -277,21 +277,14 @@ impl GroupCoordinator {
                 continue;
             }
             let from = part.log_end_offset();
-            let handles: Vec<Handle> =
-                self.shared.registry().groups.iter().filter(|(id, _)| log.partition_for(id) == p).map(|(_, h)| h.clone()).collect();
-            let mut waits = Vec::with_capacity(handles.len());
-            for h in handles {
-                let (tx, rx) = oneshot::channel();
-                // A task that has ended (a dead or never-used group) has nothing live to keep.
-                if h.tx.send(Event::Checkpoint(tx)).await.is_ok() {
-                    waits.push(rx);
-                }
-            }
+            // A task that has ended (a dead or never-used group) has nothing live to keep.
+            let answers = self.ask_groups(|id| log.partition_for(id) == p, Event::Checkpoint).await;
             // A group that keeps a write in flight all the time would hold the checkpoint (and
             // the expiry loop this runs in) forever: a round has a time limit.
+            let deadline = tokio::time::Instant::now() + PRUNE_ROUND_TIMEOUT;
             let mut rewritten = true;
-            for rx in waits {
-                rewritten &= matches!(tokio::time::timeout(PRUNE_ROUND_TIMEOUT, rx).await, Ok(Ok(true)));
+            for rx in answers {
+                rewritten &= matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(true)));
             }
             if !rewritten {
                 tracing::warn!(partition = p, "a group could not write its state again; the internal topic is pruned at the next check");
@@ -317,17 +310,24 @@ impl GroupCoordinator {
     /// Drops every group's committed offsets of a deleted topic, and returns once the
     /// tombstones are durable (or a group could not be told: it is shutting down).
     pub async fn topic_deleted(&self, topic: &str) {
-        let handles: Vec<Handle> = self.shared.registry().groups.values().cloned().collect();
-        let mut waits = Vec::with_capacity(handles.len());
-        for h in handles {
-            let (tx, rx) = oneshot::channel();
-            if h.tx.send(Event::TopicDeleted(topic.to_string(), tx)).await.is_ok() {
-                waits.push(rx);
-            }
-        }
-        for rx in waits {
+        for rx in self.ask_groups(|_| true, |tx| Event::TopicDeleted(topic.to_string(), tx)).await {
             let _ = rx.await;
         }
+    }
+
+    /// Sends an event made by `event` to every running group task whose id passes `which`,
+    /// and returns the receivers of their answers. A task that has ended is skipped: it has
+    /// nothing to answer for.
+    async fn ask_groups<T>(&self, which: impl Fn(&str) -> bool, event: impl Fn(oneshot::Sender<T>) -> Event) -> Vec<oneshot::Receiver<T>> {
+        let handles: Vec<Handle> = self.shared.registry().groups.iter().filter(|(id, _)| which(id)).map(|(_, h)| h.clone()).collect();
+        let mut answers = Vec::with_capacity(handles.len());
+        for h in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(event(tx)).await.is_ok() {
+                answers.push(rx);
+            }
+        }
+        answers
     }
 
     /// Checks a group id: at most `max_group_id_bytes` long, and not empty unless `allow_empty`
