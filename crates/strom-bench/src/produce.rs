@@ -27,8 +27,8 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::payload::PayloadGen;
 use crate::client::LogContext;
+use crate::payload::PayloadGen;
 use crate::runner::{Live, Window, keep_sample, new_histogram, record_micros};
 use crate::{BenchConfig, Limit, Mode};
 
@@ -70,7 +70,15 @@ pub(crate) struct ProducerOutcome {
 
 impl ProducerOutcome {
     fn new() -> Self {
-        Self { latency: new_histogram(), measured: 0, warmup: 0, errors: 0, error_samples: Vec::new(), last_ack: None, unsent: 0 }
+        Self {
+            latency: new_histogram(),
+            measured: 0,
+            warmup: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            last_ack: None,
+            unsent: 0,
+        }
     }
 
     fn error(&mut self, msg: String) {
@@ -181,7 +189,12 @@ impl ProducerCtx {
     /// Starts sending through `producer` (whose context this is) as producer `index` of the
     /// run, keeping `slots` messages in flight: fills every slot in a closed loop, or starts
     /// the pacer thread at a fixed rate. Call once.
-    pub(crate) fn start(producer: &Arc<BenchProducer>, shared: Arc<ProduceShared>, index: u64, slots: u32) -> std::io::Result<()> {
+    pub(crate) fn start(
+        producer: &Arc<BenchProducer>,
+        shared: Arc<ProduceShared>,
+        index: u64,
+        slots: u32,
+    ) -> std::io::Result<()> {
         let ctx = producer.context();
         let attached = Attached { shared, index, slots, me: Arc::downgrade(producer) };
         if ctx.run.set(attached).is_err() {
@@ -327,7 +340,9 @@ impl ProducerCtx {
             let mut to_send = Vec::new();
             {
                 let mut f = lock(&self.flow);
-                while run.permit_time(next_permit, rate) <= now && deadline.is_none_or(|d| run.permit_time(next_permit, rate) < d) {
+                while run.permit_time(next_permit, rate) <= now
+                    && deadline.is_none_or(|d| run.permit_time(next_permit, rate) < d)
+                {
                     f.released += 1;
                     next_permit += 1;
                 }

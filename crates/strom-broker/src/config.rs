@@ -156,10 +156,16 @@ impl Config {
             return Err(Error::Config { field: "max_inflight_requests", reason: "must be at least 1".into() });
         }
         if self.fetch_max_bytes < 1024 {
-            return Err(Error::Config { field: "fetch_max_bytes", reason: format!("{} is below 1024", self.fetch_max_bytes) });
+            return Err(Error::Config {
+                field: "fetch_max_bytes",
+                reason: format!("{} is below 1024", self.fetch_max_bytes),
+            });
         }
         if self.flush_threads == 0 || self.flush_threads > 256 {
-            return Err(Error::Config { field: "flush_threads", reason: format!("{} is outside 1..=256", self.flush_threads) });
+            return Err(Error::Config {
+                field: "flush_threads",
+                reason: format!("{} is outside 1..=256", self.flush_threads),
+            });
         }
         if self.max_open_sealed_segments == 0 {
             return Err(Error::Config { field: "max_open_sealed_segments", reason: "must be at least 1".into() });
@@ -177,10 +183,9 @@ impl Config {
 
     /// The listen address as a socket address.
     pub fn listen_addr(&self) -> Result<SocketAddr> {
-        self.listen.parse().map_err(|e| Error::Config {
-            field: "listen",
-            reason: format!("{:?} is not ip:port ({e})", self.listen),
-        })
+        self.listen
+            .parse()
+            .map_err(|e| Error::Config { field: "listen", reason: format!("{:?} is not ip:port ({e})", self.listen) })
     }
 
     /// The graceful-shutdown deadline.
@@ -239,10 +244,10 @@ impl Default for LogDefaults {
 impl LogDefaults {
     /// The storage engine's config for a topic without overrides.
     pub fn to_log_config(&self) -> Result<LogConfig> {
-        let flush_policy: FlushPolicy = self.flush_policy.parse().map_err(|e: strom_log::Error| Error::Config {
-            field: "log.flush_policy",
-            reason: e.to_string(),
-        })?;
+        let flush_policy: FlushPolicy = self
+            .flush_policy
+            .parse()
+            .map_err(|e: strom_log::Error| Error::Config { field: "log.flush_policy", reason: e.to_string() })?;
         let cfg = LogConfig {
             segment_bytes: self.segment_bytes,
             segment_ms: (self.segment_ms > 0).then_some(self.segment_ms),

@@ -214,7 +214,12 @@ impl From<String> for Closing {
 }
 
 /// Decodes one frame's header, checks the API key and version, and dispatches it.
-async fn handle_frame(state: &Arc<BrokerState>, frame: Bytes, peer: SocketAddr, connection_id: u64) -> Result<Reply, Closing> {
+async fn handle_frame(
+    state: &Arc<BrokerState>,
+    frame: Bytes,
+    peer: SocketAddr,
+    connection_id: u64,
+) -> Result<Reply, Closing> {
     // The size check guarantees at least 8 bytes: api key, api version, correlation id.
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -230,7 +235,9 @@ async fn handle_frame(state: &Arc<BrokerState>, frame: Bytes, peer: SocketAddr, 
             debug!(%peer, version, "ApiVersions version unsupported; answering with v0");
             return api::api_versions::unsupported_version_reply(correlation_id).map_err(|e| e.to_string().into());
         }
-        return Err(format!("{api_key:?} v{version} is outside the supported range {}..={}", range.min, range.max).into());
+        return Err(
+            format!("{api_key:?} v{version} is outside the supported range {}..={}", range.min, range.max).into()
+        );
     }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api_key.request_header_version(version))
@@ -257,10 +264,11 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Reply
                     // Already answered (the fsync that covers it has finished, as it has for
                     // every produce it covered at once): gather it with the others into one
                     // write instead of one write (and one client wake-up) per response.
-                    let answered = match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-                        std::task::Poll::Ready(r) => Some(r),
-                        std::task::Poll::Pending => None,
-                    };
+                    let answered =
+                        match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                            std::task::Poll::Ready(r) => Some(r),
+                            std::task::Poll::Pending => None,
+                        };
                     let result = match answered {
                         Some(r) => r,
                         None => {
@@ -325,14 +333,24 @@ mod tests {
     struct Writes(Vec<Vec<u8>>);
 
     impl AsyncWrite for Writes {
-        fn poll_write(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
             self.0.push(buf.to_vec());
             std::task::Poll::Ready(Ok(buf.len()))
         }
-        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
-        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
     }

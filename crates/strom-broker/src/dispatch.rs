@@ -209,7 +209,10 @@ fn decode<T: Decodable>(ctx: &RequestContext, body: &mut Bytes) -> Result<T, Dis
     })
 }
 
-fn finish<R: Encodable + ErrorCodes + Send + 'static>(ctx: &RequestContext, handled: Handled<R>) -> Result<Reply, DispatchError> {
+fn finish<R: Encodable + ErrorCodes + Send + 'static>(
+    ctx: &RequestContext,
+    handled: Handled<R>,
+) -> Result<Reply, DispatchError> {
     let (api_key, version, correlation_id) = (ctx.api_key, ctx.version, ctx.header.correlation_id);
     let api = crate::metrics::api_label(api_key);
     match handled {

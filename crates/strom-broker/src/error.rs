@@ -132,9 +132,7 @@ pub fn log_error_code(e: &strom_log::Error) -> i16 {
         L::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         L::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         L::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
-        L::StorageFailed { .. } | L::Io { .. } | L::Corrupted { .. } => {
-            ResponseError::KafkaStorageError
-        }
+        L::StorageFailed { .. } | L::Io { .. } | L::Corrupted { .. } => ResponseError::KafkaStorageError,
         // The partition was deleted (or the broker is shutting down) under the request.
         L::Closed(_) => ResponseError::UnknownTopicOrPartition,
         L::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
@@ -169,7 +167,8 @@ mod tests {
         assert_eq!(log_error_code(&failed), 56);
         let empty = strom_log::Error::InvalidBatch(strom_log::BatchError::Empty);
         assert_eq!(log_error_code(&empty), 87, "INVALID_RECORD: well-formed bytes, broken rules");
-        let damaged = strom_log::Error::InvalidBatch(strom_log::BatchError::CrcMismatch { position: 0, expected: 1, actual: 2 });
+        let damaged =
+            strom_log::Error::InvalidBatch(strom_log::BatchError::CrcMismatch { position: 0, expected: 1, actual: 2 });
         assert_eq!(log_error_code(&damaged), 2, "CORRUPT_MESSAGE: damaged bytes");
         assert_eq!(Error::TopicExists("t".into()).code(), 36);
         assert_eq!(Error::Log(too_large).code(), 10);

@@ -184,9 +184,9 @@ impl MetadataStore for LocalMetadataStore {
 
     fn delete_topic(&self, name: &str) -> StoreFuture<'_, TopicMeta> {
         let name = name.to_string();
-        Box::pin(async move {
-            self.mutate(|r| r.topics.remove(&name).ok_or_else(|| Error::UnknownTopic(name.clone())))
-        })
+        Box::pin(
+            async move { self.mutate(|r| r.topics.remove(&name).ok_or_else(|| Error::UnknownTopic(name.clone()))) },
+        )
     }
 
     fn set_partitions(&self, name: &str, count: i32) -> StoreFuture<'_, TopicMeta> {
@@ -247,7 +247,8 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(|e| Error::io(ctx("writing"), e))?;
     f.sync_all().map_err(|e| Error::io(ctx("fsyncing"), e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let d = std::fs::File::open(dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
     d.sync_all().map_err(|e| Error::io(format!("fsyncing {}", dir.display()), e))?;

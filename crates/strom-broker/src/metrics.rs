@@ -30,9 +30,8 @@ use crate::dispatch::BoxFuture;
 use crate::state::BrokerState;
 
 /// Latency buckets (seconds): 50 µs to 10 s, dense where fsync and loopback round trips live.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Appends covered by one fsync.
 const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
@@ -45,7 +44,9 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("strom_log_appends_per_flush".into()), COUNT_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("strom_log_appends_per_flush".into()), COUNT_BUCKETS)
+                })
                 .map(|b| b.build_recorder());
             let recorder = match recorder {
                 Ok(r) => r,
@@ -63,11 +64,25 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!("strom_requests_total", "Kafka requests read, by API and outcome (handled, bad_request, closed).");
-    describe_counter!("strom_errors_total", "Non-zero error codes in responses (every level: request, topic, partition, group), by API and code.");
-    describe_histogram!("strom_request_duration_seconds", Unit::Seconds, "Time the handler takes to decide a request's answer, by API (not counting waits for durability or long polls).");
-    describe_histogram!("strom_produce_ack_duration_seconds", Unit::Seconds, "Broker-side produce latency (acks=1/all): from the decoded request to its answer being ready, appends and the fsync wait included.");
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "strom_requests_total",
+        "Kafka requests read, by API and outcome (handled, bad_request, closed)."
+    );
+    describe_counter!(
+        "strom_errors_total",
+        "Non-zero error codes in responses (every level: request, topic, partition, group), by API and code."
+    );
+    describe_histogram!(
+        "strom_request_duration_seconds",
+        Unit::Seconds,
+        "Time the handler takes to decide a request's answer, by API (not counting waits for durability or long polls)."
+    );
+    describe_histogram!(
+        "strom_produce_ack_duration_seconds",
+        Unit::Seconds,
+        "Broker-side produce latency (acks=1/all): from the decoded request to its answer being ready, appends and the fsync wait included."
+    );
     describe_counter!("strom_produced_bytes_total", Unit::Bytes, "Record-batch bytes appended, by topic.");
     describe_counter!("strom_produced_records_total", "Records appended, by topic.");
     describe_counter!("strom_fetched_bytes_total", Unit::Bytes, "Record-batch bytes returned to fetchers, by topic.");
@@ -77,13 +92,23 @@ fn describe() {
     describe_gauge!("strom_partition_log_end_offset", "Next offset a partition will assign.");
     describe_gauge!("strom_partition_high_watermark", "Offsets below this are visible to consumers.");
     describe_gauge!("strom_partition_log_start_offset", "First offset a partition still holds.");
-    describe_gauge!("strom_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas (0 until replication exists).");
-    describe_gauge!("strom_consumer_group_lag", "High watermark minus committed offset, by group, topic and partition.");
+    describe_gauge!(
+        "strom_under_replicated_partitions",
+        "Partitions with fewer in-sync replicas than replicas (0 until replication exists)."
+    );
+    describe_gauge!(
+        "strom_consumer_group_lag",
+        "High watermark minus committed offset, by group, topic and partition."
+    );
     describe_counter!("strom_log_flushes_total", "Group-commit fsyncs run by the flusher.");
     describe_histogram!("strom_log_flush_duration_seconds", Unit::Seconds, "Duration of one group-commit fdatasync.");
     describe_histogram!("strom_log_appends_per_flush", "Appends made durable by one fsync (group-commit efficiency).");
     describe_counter!("strom_log_fsync_failures_total", "Fsync failures (each latches its partition failed).");
-    describe_counter!("strom_log_preallocated_bytes_total", Unit::Bytes, "Zeros written (and fsynced) ahead of busy active segments.");
+    describe_counter!(
+        "strom_log_preallocated_bytes_total",
+        Unit::Bytes,
+        "Zeros written (and fsynced) ahead of busy active segments."
+    );
 }
 
 /// The metric label of an API key: its name as Kafka spells it in the enum (`Produce`).
@@ -92,7 +117,9 @@ pub fn api_label(key: kafka_protocol::messages::ApiKey) -> &'static str {
     static NAMES: OnceLock<HashMap<i16, &'static str>> = OnceLock::new();
     // Built once from the finite set of keys, so each name is allocated exactly once.
     let names = NAMES.get_or_init(|| {
-        kafka_protocol::messages::ApiKey::iter().map(|k| (k as i16, &*Box::leak(format!("{k:?}").into_boxed_str()))).collect()
+        kafka_protocol::messages::ApiKey::iter()
+            .map(|k| (k as i16, &*Box::leak(format!("{k:?}").into_boxed_str())))
+            .collect()
     });
     names.get(&(key as i16)).copied().unwrap_or("unknown")
 }
@@ -133,7 +160,13 @@ pub fn broker_scrape_hook(state: Arc<BrokerState>) -> ScrapeHook {
 
 /// Serves `GET /metrics` (Prometheus text format) and `GET /health` (200 "ready" once
 /// `ready` is true, 503 before) on `listener` until `shutdown` is cancelled.
-pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: Arc<AtomicBool>, hook: ScrapeHook, shutdown: CancellationToken) {
+pub async fn serve_http(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+    hook: ScrapeHook,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -165,7 +198,12 @@ pub async fn serve_http(listener: TcpListener, handle: PrometheusHandle, ready: 
     }
 }
 
-async fn respond(req: Request<Incoming>, handle: PrometheusHandle, ready: Arc<AtomicBool>, hook: ScrapeHook) -> Response<Full<Bytes>> {
+async fn respond(
+    req: Request<Incoming>,
+    handle: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+    hook: ScrapeHook,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, content_type: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;

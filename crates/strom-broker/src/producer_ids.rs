@@ -31,8 +31,9 @@ impl ProducerIdAllocator {
     pub fn open(data_dir: &Path) -> Result<ProducerIdAllocator> {
         let path = data_dir.join(PRODUCER_IDS_FILE);
         let start = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-                Error::CorruptMetadata { path: path.clone(), reason: format!("expected a non-negative integer, found {text:?}") }
+            Ok(text) => text.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| Error::CorruptMetadata {
+                path: path.clone(),
+                reason: format!("expected a non-negative integer, found {text:?}"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
@@ -48,7 +49,8 @@ impl ProducerIdAllocator {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (next, end) = *state;
         if next >= end {
-            let new_end = next.checked_add(BLOCK_SIZE).ok_or_else(|| Error::InvalidRequest("producer ids exhausted".into()))?;
+            let new_end =
+                next.checked_add(BLOCK_SIZE).ok_or_else(|| Error::InvalidRequest("producer ids exhausted".into()))?;
             write_file_atomically(&self.path, format!("{new_end}\n").as_bytes())?;
             *state = (next, new_end);
         }

@@ -17,7 +17,8 @@ pub trait ErrorCodes {
 pub fn count(api: &'static str, response: &dyn ErrorCodes) {
     response.each_error_code(&mut |code| {
         if code != 0 {
-            let name = kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| code.to_string(), |e| format!("{e:?}"));
+            let name = kafka_protocol::ResponseError::try_from_code(code)
+                .map_or_else(|| code.to_string(), |e| format!("{e:?}"));
             metrics::counter!("strom_errors_total", "api" => api, "code" => name).increment(1);
         }
     });
@@ -33,7 +34,14 @@ macro_rules! top_level {
     )*};
 }
 
-top_level!(InitProducerIdResponse, DescribeClusterResponse, SyncGroupResponse, HeartbeatResponse, ListGroupsResponse, ApiVersionsResponse);
+top_level!(
+    InitProducerIdResponse,
+    DescribeClusterResponse,
+    SyncGroupResponse,
+    HeartbeatResponse,
+    ListGroupsResponse,
+    ApiVersionsResponse
+);
 
 impl ErrorCodes for ProduceResponse {
     fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
@@ -165,11 +173,13 @@ mod tests {
 
     #[test]
     fn nested_codes_are_all_seen() {
-        let resp = ProduceResponse::default().with_responses(vec![produce_response::TopicProduceResponse::default().with_partition_responses(vec![
-            produce_response::PartitionProduceResponse::default().with_error_code(3),
-            produce_response::PartitionProduceResponse::default(),
-            produce_response::PartitionProduceResponse::default().with_error_code(10),
-        ])]);
+        let resp = ProduceResponse::default().with_responses(vec![
+            produce_response::TopicProduceResponse::default().with_partition_responses(vec![
+                produce_response::PartitionProduceResponse::default().with_error_code(3),
+                produce_response::PartitionProduceResponse::default(),
+                produce_response::PartitionProduceResponse::default().with_error_code(10),
+            ]),
+        ]);
         let mut codes = Vec::new();
         resp.each_error_code(&mut |c| codes.push(c));
         assert_eq!(codes, vec![3, 0, 10]);

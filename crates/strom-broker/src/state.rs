@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use crate::config::{Config, parse_host_port};
 use crate::error::{Error, Result};
-use crate::metadata::{LocalMetadataStore, MetadataStore, TopicMeta, validate_topic_name};
 use crate::groups::GroupCoordinator;
+use crate::metadata::{LocalMetadataStore, MetadataStore, TopicMeta, validate_topic_name};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::{self, TopicConfigs};
 
@@ -134,7 +134,11 @@ impl BrokerState {
         }
         for log in self.logs.list() {
             if !wanted.contains(&(log.topic().to_string(), log.partition())) {
-                warn!(topic = log.topic(), partition = log.partition(), "deleting a partition log the registry does not list (left by an interrupted create or delete)");
+                warn!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    "deleting a partition log the registry does not list (left by an interrupted create or delete)"
+                );
                 self.logs.delete(log.topic(), log.partition())?;
             }
         }

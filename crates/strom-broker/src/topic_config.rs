@@ -43,7 +43,11 @@ pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 /// Kafka configs accepted with exactly one value, the one that describes what Strom does,
 /// and why no other is: (name, value, reason).
 const FIXED: &[(&str, &str, &str)] = &[
-    (COMPRESSION_TYPE, "producer", "batches are stored as the producer compressed them; recompression is not implemented"),
+    (
+        COMPRESSION_TYPE,
+        "producer",
+        "batches are stored as the producer compressed them; recompression is not implemented",
+    ),
     (MESSAGE_TIMESTAMP_TYPE, "CreateTime", "records keep the producer's timestamps; LogAppendTime is not implemented"),
     (MIN_INSYNC_REPLICAS, "1", "replication is not implemented yet: every partition has one replica"),
 ];
@@ -75,14 +79,46 @@ pub struct ConfigKey {
 
 /// Every topic config the broker honours, in the order DescribeConfigs lists them.
 pub const KEYS: &[ConfigKey] = &[
-    ConfigKey { name: CLEANUP_POLICY, config_type: ConfigType::List, doc: "delete: old segments are deleted by retention (compact is not supported yet)" },
-    ConfigKey { name: COMPRESSION_TYPE, config_type: ConfigType::String, doc: "producer only: batches are stored as the producer compressed them" },
-    ConfigKey { name: FLUSH_POLICY, config_type: ConfigType::String, doc: "always: fsync before acknowledging; interval:<ms>: fsync within <ms>; never: fsync on roll/close; both also fsync in the background every 4 MiB" },
-    ConfigKey { name: MAX_MESSAGE_BYTES, config_type: ConfigType::Int, doc: "largest record batch a producer may send" },
-    ConfigKey { name: MESSAGE_TIMESTAMP_TYPE, config_type: ConfigType::String, doc: "CreateTime only: records keep the producer's timestamps" },
-    ConfigKey { name: MIN_INSYNC_REPLICAS, config_type: ConfigType::Int, doc: "1 only: replication is not implemented yet" },
-    ConfigKey { name: RETENTION_BYTES, config_type: ConfigType::Long, doc: "delete oldest segments while a partition is larger; -1: no limit" },
-    ConfigKey { name: RETENTION_MS, config_type: ConfigType::Long, doc: "delete segments whose newest record is older; -1: keep forever" },
+    ConfigKey {
+        name: CLEANUP_POLICY,
+        config_type: ConfigType::List,
+        doc: "delete: old segments are deleted by retention (compact is not supported yet)",
+    },
+    ConfigKey {
+        name: COMPRESSION_TYPE,
+        config_type: ConfigType::String,
+        doc: "producer only: batches are stored as the producer compressed them",
+    },
+    ConfigKey {
+        name: FLUSH_POLICY,
+        config_type: ConfigType::String,
+        doc: "always: fsync before acknowledging; interval:<ms>: fsync within <ms>; never: fsync on roll/close; both also fsync in the background every 4 MiB",
+    },
+    ConfigKey {
+        name: MAX_MESSAGE_BYTES,
+        config_type: ConfigType::Int,
+        doc: "largest record batch a producer may send",
+    },
+    ConfigKey {
+        name: MESSAGE_TIMESTAMP_TYPE,
+        config_type: ConfigType::String,
+        doc: "CreateTime only: records keep the producer's timestamps",
+    },
+    ConfigKey {
+        name: MIN_INSYNC_REPLICAS,
+        config_type: ConfigType::Int,
+        doc: "1 only: replication is not implemented yet",
+    },
+    ConfigKey {
+        name: RETENTION_BYTES,
+        config_type: ConfigType::Long,
+        doc: "delete oldest segments while a partition is larger; -1: no limit",
+    },
+    ConfigKey {
+        name: RETENTION_MS,
+        config_type: ConfigType::Long,
+        doc: "delete segments whose newest record is older; -1: keep forever",
+    },
     ConfigKey { name: SEGMENT_BYTES, config_type: ConfigType::Int, doc: "roll the active segment at this size" },
     ConfigKey { name: SEGMENT_MS, config_type: ConfigType::Long, doc: "roll a non-empty active segment this old" },
 ];
@@ -110,7 +146,11 @@ pub fn apply(cfg: &mut LogConfig, name: &str, value: &str) -> Result<()> {
         CLEANUP_POLICY => {
             let policies: Vec<&str> = value.split(',').map(str::trim).collect();
             if policies != ["delete"] {
-                return Err(invalid(name, value, "only cleanup.policy=delete is supported (compaction is not implemented yet)"));
+                return Err(invalid(
+                    name,
+                    value,
+                    "only cleanup.policy=delete is supported (compaction is not implemented yet)",
+                ));
             }
         }
         RETENTION_MS => cfg.retention_ms = Some(parse_i64(name, value, -1)?).filter(|v| *v >= 0),
@@ -158,7 +198,11 @@ pub fn log_config(defaults: &LogDefaults, overrides: &TopicConfigs) -> Result<Lo
     for (name, value) in overrides {
         apply(&mut cfg, name, value)?;
     }
-    cfg.validate().map_err(|e| Error::InvalidTopicConfig { name: "(combination)".into(), value: None, reason: e.to_string() })
+    cfg.validate().map_err(|e| Error::InvalidTopicConfig {
+        name: "(combination)".into(),
+        value: None,
+        reason: e.to_string(),
+    })
 }
 
 /// The value of an honoured config in an effective [`LogConfig`], as Kafka would print it.

@@ -169,10 +169,8 @@ pub fn validate_batches(buf: &Bytes) -> Result<Vec<ValidBatch>, BatchError> {
     let mut pos = 0usize;
     while pos < buf.len() {
         let rest = &buf[pos..];
-        let header = BatchHeader::parse(rest).ok_or(BatchError::TruncatedHeader {
-            position: pos,
-            remaining: rest.len(),
-        })?;
+        let header =
+            BatchHeader::parse(rest).ok_or(BatchError::TruncatedHeader { position: pos, remaining: rest.len() })?;
         check_batch(rest, &header, pos)?;
         let len = header.total_len();
         out.push(ValidBatch { header, bytes: buf.slice(pos..pos + len) });
@@ -265,11 +263,7 @@ pub const REWRITTEN_PREFIX_LEN: usize = 16;
 
 /// Builds a valid uncompressed batch with the given values; used by tests and benchmarks
 /// that need real RecordBatch v2 bytes without a Kafka client.
-pub fn build_batch(
-    base_timestamp: i64,
-    producer: Option<(i64, i16, i32)>,
-    values: &[&[u8]],
-) -> Bytes {
+pub fn build_batch(base_timestamp: i64, producer: Option<(i64, i16, i32)>, values: &[&[u8]]) -> Bytes {
     let mut records = Vec::new();
     for (i, v) in values.iter().enumerate() {
         let mut body = Vec::new();

@@ -157,7 +157,11 @@ fn run(shared: &Shared) {
                     return;
                 }
                 q = match q.timed.iter().map(|t| t.0).min() {
-                    Some(due) => shared.wake.wait_timeout(q, due.saturating_duration_since(now)).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0),
+                    Some(due) => shared
+                        .wake
+                        .wait_timeout(q, due.saturating_duration_since(now))
+                        .map(|r| r.0)
+                        .unwrap_or_else(|p| p.into_inner().0),
                     None => shared.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
                 };
             }

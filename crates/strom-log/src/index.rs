@@ -61,10 +61,7 @@ impl OffsetIndex {
     /// Decodes a file written by [`OffsetIndex::encode`]; `None` if it is torn or corrupt.
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         let body = checked_body(bytes, 8)?;
-        let entries = body
-            .chunks_exact(8)
-            .map(|c| (u32_at(c, 0), u32_at(c, 4)))
-            .collect::<Vec<_>>();
+        let entries = body.chunks_exact(8).map(|c| (u32_at(c, 0), u32_at(c, 4))).collect::<Vec<_>>();
         let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
         sorted.then_some(OffsetIndex { entries })
     }
@@ -148,10 +145,7 @@ fn checked_body(bytes: &[u8], entry_len: usize) -> Option<&[u8]> {
 /// fsync the directory. Index files are derived data: losing one only costs a rebuild scan.
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     if sync {

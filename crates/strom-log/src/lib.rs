@@ -31,8 +31,8 @@ mod producer_state;
 mod recovery;
 mod segment;
 
-pub use batch::{build_batch, validate_batches, BatchHeader, HEADER_LEN};
+pub use batch::{BatchHeader, HEADER_LEN, build_batch, validate_batches};
 pub use config::{BACKGROUND_FLUSH_BYTES, FlushPolicy, LogConfig, ManagerConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 pub use error::{BatchError, Error, Result};
-pub use manager::{validate_topic_name, LogManager};
+pub use manager::{LogManager, validate_topic_name};
 pub use partition::{AppendInfo, PartitionLog, ReadBound, ReadResult};

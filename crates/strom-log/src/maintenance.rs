@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::partition::{ensure_indexes, seek_to, PartitionLog};
+use crate::partition::{PartitionLog, ensure_indexes, seek_to};
 use crate::recovery::{rebuild_producer_state, remove_snapshots_above};
 use crate::segment::{find_batch, segment_file};
 
@@ -20,12 +20,17 @@ impl PartitionLog {
             return Ok(());
         }
         if offset < st.log_start {
-            return Err(Error::OffsetOutOfRange { requested: offset, log_start: st.log_start, log_end: st.next_offset });
+            return Err(Error::OffsetOutOfRange {
+                requested: offset,
+                log_start: st.log_start,
+                log_end: st.next_offset,
+            });
         }
         let interval = st.config.index_interval_bytes;
         // Whole segments after the one containing `offset` go.
         let doomed: Vec<i64> = st.segments.range(offset + 1..).map(|(b, _)| *b).collect();
-        let target_base = *st.segments.range(..=offset).next_back().map(|(b, _)| b).expect("offset >= log start has a segment");
+        let target_base =
+            *st.segments.range(..=offset).next_back().map(|(b, _)| b).expect("offset >= log start has a segment");
         let doomed: Vec<i64> = doomed.into_iter().filter(|b| *b != target_base).collect();
         for base in &doomed {
             if let Some(seg) = st.segments.remove(base) {
@@ -38,13 +43,18 @@ impl PartitionLog {
         let file = match seg.file.clone() {
             Some(f) => f,
             None => {
-                let f = std::fs::OpenOptions::new().read(true).write(true).open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&seg.path)
+                    .map_err(|e| Error::io(&seg.path, e))?;
                 self.inner.env.fd_cache.remove(&seg.path);
                 std::sync::Arc::new(f)
             }
         };
         ensure_indexes(seg, &file, interval)?;
-        let (start_rel, start) = seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+        let (start_rel, start) =
+            seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
         let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
         let (cut_pos, new_next) = match find_batch(&file, &seg.path, start, seg.size, start_base, offset)? {
             Some((pos, h)) => (pos, h.base_offset),
@@ -146,7 +156,8 @@ impl PartitionLog {
     /// active segment is never deleted. Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let mut st = self.lock()?;
-        let (retention_ms, retention_bytes, interval) = (st.config.retention_ms, st.config.retention_bytes, st.config.index_interval_bytes);
+        let (retention_ms, retention_bytes, interval) =
+            (st.config.retention_ms, st.config.retention_bytes, st.config.index_interval_bytes);
         if retention_ms.is_none() && retention_bytes.is_none() {
             return Ok(0);
         }
@@ -212,7 +223,9 @@ impl PartitionLog {
                 match f.set_len(active.size) {
                     Ok(()) => active.file_len = active.size,
                     // Harmless: the next start cuts the zeros off as it validates the tail.
-                    Err(e) => tracing::warn!(path = %active.path.display(), error = %e, "could not release preallocated space at close"),
+                    Err(e) => {
+                        tracing::warn!(path = %active.path.display(), error = %e, "could not release preallocated space at close")
+                    }
                 }
             }
             if let Err(e) = f.sync_data() {

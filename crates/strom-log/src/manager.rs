@@ -14,7 +14,7 @@ use crate::config::{LogConfig, ManagerConfig};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
 use crate::flusher::Flusher;
-use crate::partition::{now_ms, Env, PartitionLog};
+use crate::partition::{Env, PartitionLog, now_ms};
 use crate::recovery::load_partition;
 
 const CLEAN_MARKER: &str = ".clean_shutdown";
@@ -117,18 +117,21 @@ impl LogManager {
     pub fn start_retention(&self, every: Duration) {
         let weak = Arc::downgrade(&self.inner);
         let stop = self.inner.retention_stop.clone();
-        let spawned = std::thread::Builder::new().name("strom-retention".into()).spawn(move || loop {
-            {
-                let (lock, cv) = &*stop;
-                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (guard, _) = cv.wait_timeout_while(guard, every, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
-                if *guard {
-                    return;
+        let spawned = std::thread::Builder::new().name("strom-retention".into()).spawn(move || {
+            loop {
+                {
+                    let (lock, cv) = &*stop;
+                    let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    let (guard, _) =
+                        cv.wait_timeout_while(guard, every, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
+                    if *guard {
+                        return;
+                    }
                 }
-            }
-            let Some(inner) = weak.upgrade() else { return };
-            if let Err(e) = (LogManager { inner }).run_retention(now_ms()) {
-                tracing::warn!(error = %e, "retention run failed");
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = (LogManager { inner }).run_retention(now_ms()) {
+                    tracing::warn!(error = %e, "retention run failed");
+                }
             }
         });
         match spawned {
@@ -182,7 +185,8 @@ impl LogManager {
 
     /// Deletes a partition log and its files.
     pub fn delete(&self, topic: &str, partition: i32) -> Result<()> {
-        let removed = self.inner.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
+        let removed =
+            self.inner.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
         let Some(log) = removed else { return Ok(()) };
         log.mark_closed();
         let dir = log.dir().to_path_buf();
@@ -204,7 +208,9 @@ impl LogManager {
         for log in self.list() {
             match log.apply_retention(now_ms) {
                 Ok(n) => deleted += n,
-                Err(e) => tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "retention failed for partition"),
+                Err(e) => {
+                    tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "retention failed for partition")
+                }
             }
             if let Err(e) = log.expire_producers(now_ms) {
                 tracing::warn!(topic = log.topic(), partition = log.partition(), error = %e, "producer state expiry failed for partition");
@@ -284,9 +290,9 @@ mod tests {
 #[cfg(test)]
 mod smoke_tests {
     use super::*;
+    use crate::FlushPolicy;
     use crate::batch::build_batch;
     use crate::partition::ReadBound;
-    use crate::FlushPolicy;
 
     fn small() -> LogConfig {
         LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..LogConfig::default() }
@@ -353,7 +359,10 @@ mod smoke_tests {
         assert!(retry.duplicate);
         assert_eq!((retry.base_offset, retry.last_offset), (first.base_offset, first.last_offset));
         assert_eq!(log.log_end_offset(), 3);
-        assert!(matches!(log.append(build_batch(1, Some((9, 0, 7)), &[b"c"]), 0), Err(Error::OutOfOrderSequence { .. })));
+        assert!(matches!(
+            log.append(build_batch(1, Some((9, 0, 7)), &[b"c"]), 0),
+            Err(Error::OutOfOrderSequence { .. })
+        ));
         // Producer state survives an unclean restart (rebuilt by replay).
         drop(log);
         drop(mgr);
@@ -403,7 +412,8 @@ mod smoke_tests {
             for round in 1..=ROUNDS {
                 let mut appended = 0;
                 while appended <= crate::BACKGROUND_FLUSH_BYTES {
-                    appended += log.append(build_batch(1, None, &[&payload[..]]), 0).map(|_| payload.len() as u64).unwrap();
+                    appended +=
+                        log.append(build_batch(1, None, &[&payload[..]]), 0).map(|_| payload.len() as u64).unwrap();
                 }
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);
                 while log.inner.fsyncs_done.load(std::sync::atomic::Ordering::Relaxed) < round {
@@ -460,7 +470,10 @@ mod smoke_tests {
         let mut hw = log.watch_high_watermark();
         hw.borrow_and_update();
         mgr.delete("t", 0).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), hw.changed()).await.expect("woken by the delete").expect("sender alive");
+        tokio::time::timeout(Duration::from_secs(5), hw.changed())
+            .await
+            .expect("woken by the delete")
+            .expect("sender alive");
         assert!(matches!(log.read(0, 1024, ReadBound::HighWatermark), Err(Error::Closed(_))));
         assert!(matches!(log.find_batch_by_timestamp(0), Err(Error::Closed(_))));
         mgr.shutdown().unwrap();

@@ -19,13 +19,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::batch::{check_batch, rewritten_prefix, validate_batches, BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN};
+use crate::batch::{
+    BatchHeader, HEADER_LEN, LOG_OVERHEAD, REWRITTEN_PREFIX_LEN, check_batch, rewritten_prefix, validate_batches,
+};
 use crate::config::{BACKGROUND_FLUSH_BYTES, FlushPolicy, LogConfig, PREALLOCATE_MAX_FLUSH_BYTES};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
 use crate::flusher::{Flusher, Job};
 use crate::producer_state::{ProducerStates, SeqCheck};
-use crate::segment::{find_batch, read_bytes, read_header, scan_validate, segment_file, Indexes, Segment};
+use crate::segment::{Indexes, Segment, find_batch, read_bytes, read_header, scan_validate, segment_file};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +300,13 @@ impl PartitionLog {
         if let Some(dup) = check_sequences(&st.producers, &batches)? {
             let max_timestamp = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(-1);
             let count = (dup.last_offset - dup.first_offset + 1) as u32;
-            return Ok(AppendInfo { base_offset: dup.first_offset, last_offset: dup.last_offset, max_timestamp, record_count: count, duplicate: true });
+            return Ok(AppendInfo {
+                base_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+                max_timestamp,
+                record_count: count,
+                duplicate: true,
+            });
         }
         let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
         self.maybe_roll(&mut st, total, now)?;
@@ -487,7 +495,8 @@ impl PartitionLog {
             return Ok(());
         }
         let too_big = active.size + incoming > segment_bytes || active.size + incoming > u64::from(u32::MAX);
-        let too_old = segment_ms.is_some_and(|ms| active.first_append_ms >= 0 && now - active.first_append_ms >= ms as i64);
+        let too_old =
+            segment_ms.is_some_and(|ms| active.first_append_ms >= 0 && now - active.first_append_ms >= ms as i64);
         if too_big || too_old { self.roll(st) } else { Ok(()) }
     }
 
@@ -541,17 +550,20 @@ impl PartitionLog {
             return Err(e);
         }
         st.active().file = None;
-        st.segments.insert(next, Segment {
-            base_offset: next,
-            path,
-            size: 0,
-            file_len: 0,
-            next_offset: next,
-            max_timestamp: -1,
-            indexes: Some(Indexes::default()),
-            file: Some(Arc::new(new_file)),
-            first_append_ms: -1,
-        });
+        st.segments.insert(
+            next,
+            Segment {
+                base_offset: next,
+                path,
+                size: 0,
+                file_len: 0,
+                next_offset: next,
+                max_timestamp: -1,
+                indexes: Some(Indexes::default()),
+                file: Some(Arc::new(new_file)),
+                first_append_ms: -1,
+            },
+        );
         // The roll's fsync covered everything unflushed: the background threshold and the
         // preallocation's flush-size average start again from the new segment.
         st.bytes_since_flush = 0;
@@ -570,7 +582,11 @@ impl PartitionLog {
         let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
         let mut result = ReadResult { records: Bytes::new(), high_watermark, log_start_offset, log_end_offset };
         if offset < log_start_offset || offset > log_end_offset {
-            return Err(Error::OffsetOutOfRange { requested: offset, log_start: log_start_offset, log_end: log_end_offset });
+            return Err(Error::OffsetOutOfRange {
+                requested: offset,
+                log_start: log_start_offset,
+                log_end: log_end_offset,
+            });
         }
         let limit = match bound {
             ReadBound::HighWatermark => high_watermark.min(log_end_offset),
@@ -585,7 +601,8 @@ impl PartitionLog {
         };
         let file = self.segment_file(seg)?;
         ensure_indexes(seg, &file, interval)?;
-        let (start_rel, start) = seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+        let (start_rel, start) =
+            seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
         let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
         let (path, seg_size) = (seg.path.clone(), seg.size);
         drop(st);
@@ -667,7 +684,10 @@ impl PartitionLog {
 
 /// Checks idempotent-producer sequences for all batches. `Some(meta)` means the (single)
 /// batch is a retry of a stored one.
-fn check_sequences(producers: &ProducerStates, batches: &[crate::batch::ValidBatch]) -> Result<Option<crate::producer_state::BatchMeta>> {
+fn check_sequences(
+    producers: &ProducerStates,
+    batches: &[crate::batch::ValidBatch],
+) -> Result<Option<crate::producer_state::BatchMeta>> {
     if batches.len() == 1 {
         return match producers.check(&batches[0].header)? {
             SeqCheck::Append => Ok(None),
@@ -684,7 +704,11 @@ fn check_sequences(producers: &ProducerStates, batches: &[crate::batch::ValidBat
         match scratch.check(&b.header)? {
             SeqCheck::Append => scratch.record(&b.header),
             SeqCheck::Duplicate(_) => {
-                return Err(Error::OutOfOrderSequence { producer_id: b.header.producer_id, expected: -1, received: b.header.base_sequence });
+                return Err(Error::OutOfOrderSequence {
+                    producer_id: b.header.producer_id,
+                    expected: -1,
+                    received: b.header.base_sequence,
+                });
             }
         }
     }
@@ -810,7 +834,12 @@ impl Shared {
 
     /// One group commit: snapshot what is written, fsync it without the state lock, publish.
     fn flush_once(&self) {
-        let log = PartitionLog { inner: match self.me.upgrade() { Some(me) => me, None => return } };
+        let log = PartitionLog {
+            inner: match self.me.upgrade() {
+                Some(me) => me,
+                None => return,
+            },
+        };
         let snapshot = {
             let Ok(mut st) = log.lock() else { return };
             if !st.dirty || st.failed {
@@ -882,7 +911,10 @@ impl PartitionLog {
         let limit = st.config.segment_bytes;
         let failed_here = st.prealloc_failed_segment;
         let seg = st.active();
-        if failed_here == Some(seg.base_offset) || seg.file_len >= limit || seg.file_len.saturating_sub(seg.size) >= chunk / 2 {
+        if failed_here == Some(seg.base_offset)
+            || seg.file_len >= limit
+            || seg.file_len.saturating_sub(seg.size) >= chunk / 2
+        {
             return false;
         }
         st.preallocating = true;
@@ -1021,7 +1053,8 @@ mod tests {
             m.preallocate_after_bytes = 0;
             m.preallocate_bytes = 1024 * 1024;
             let mgr = LogManager::open(m).unwrap();
-            let log = mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Always, ..LogConfig::default() }).unwrap();
+            let log =
+                mgr.create("t", 0, LogConfig { flush_policy: FlushPolicy::Always, ..LogConfig::default() }).unwrap();
             let value = vec![7u8; value_len];
             let mut claimed = false;
             for _ in 0..20 {
@@ -1033,7 +1066,12 @@ mod tests {
             let mut st = log.lock().unwrap();
             let active = st.active();
             let filled = active.file_len > active.size;
-            assert_eq!(claimed || filled, expect_fill, "{value_len}-byte appends (average {} bytes per fsync)", st.flush_bytes_avg);
+            assert_eq!(
+                claimed || filled,
+                expect_fill,
+                "{value_len}-byte appends (average {} bytes per fsync)",
+                st.flush_bytes_avg
+            );
             drop(st);
             mgr.shutdown().unwrap();
         }

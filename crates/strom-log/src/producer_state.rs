@@ -77,12 +77,20 @@ impl ProducerStates {
             return Ok(SeqCheck::Append);
         };
         if h.producer_epoch < entry.epoch {
-            return Err(Error::InvalidProducerEpoch { producer_id: h.producer_id, received: h.producer_epoch, current: entry.epoch });
+            return Err(Error::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                received: h.producer_epoch,
+                current: entry.epoch,
+            });
         }
         if h.producer_epoch > entry.epoch {
             // A new epoch starts its sequences at 0.
             if h.base_sequence != 0 {
-                return Err(Error::OutOfOrderSequence { producer_id: h.producer_id, expected: 0, received: h.base_sequence });
+                return Err(Error::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    expected: 0,
+                    received: h.base_sequence,
+                });
             }
             return Ok(SeqCheck::Append);
         }
@@ -187,7 +195,12 @@ impl ProducerStates {
             let n = r.u8()?;
             let mut batches = VecDeque::with_capacity(n as usize);
             for _ in 0..n {
-                batches.push_back(BatchMeta { first_seq: r.i32()?, last_seq: r.i32()?, first_offset: r.i64()?, last_offset: r.i64()? });
+                batches.push_back(BatchMeta {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    first_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                });
             }
             producers.insert(id, ProducerEntry { epoch, batches, last_timestamp });
         }
@@ -255,7 +268,14 @@ mod tests {
         assert_eq!(s.producers.keys().copied().collect::<Vec<_>>(), vec![2]);
         assert_eq!(s.expire(10_000, 5_000, 2), 0, "nothing more to expire");
         let mut unknown = ProducerStates::default();
-        unknown.producers.insert(4, ProducerEntry { epoch: 0, batches: [BatchMeta { first_seq: 0, last_seq: 0, first_offset: 7, last_offset: 7 }].into(), last_timestamp: -1 });
+        unknown.producers.insert(
+            4,
+            ProducerEntry {
+                epoch: 0,
+                batches: [BatchMeta { first_seq: 0, last_seq: 0, first_offset: 7, last_offset: 7 }].into(),
+                last_timestamp: -1,
+            },
+        );
         assert_eq!(unknown.expire(i64::MAX, 1, 0), 0, "an unknown age does not expire");
         assert_eq!(unknown.expire(0, 1, 8), 1, "retention still does");
     }
@@ -291,9 +311,15 @@ mod tests {
         s.record(&b0);
         // Retry of the same batch: duplicate with its original offsets.
         let retry = header(7, 0, 0, 3, 99);
-        assert!(matches!(s.check(&retry).unwrap(), SeqCheck::Duplicate(BatchMeta { first_offset: 0, last_offset: 2, .. })));
+        assert!(matches!(
+            s.check(&retry).unwrap(),
+            SeqCheck::Duplicate(BatchMeta { first_offset: 0, last_offset: 2, .. })
+        ));
         // Gap: out of order.
-        assert!(matches!(s.check(&header(7, 0, 5, 1, 3)), Err(Error::OutOfOrderSequence { expected: 3, received: 5, .. })));
+        assert!(matches!(
+            s.check(&header(7, 0, 5, 1, 3)),
+            Err(Error::OutOfOrderSequence { expected: 3, received: 5, .. })
+        ));
         // Next in sequence.
         assert_eq!(s.check(&header(7, 0, 3, 1, 3)).unwrap(), SeqCheck::Append);
         // Stale epoch fenced; new epoch must start at 0.
@@ -304,7 +330,10 @@ mod tests {
         let first = header(8, 0, 41, 2, 5);
         assert_eq!(s.check(&first).unwrap(), SeqCheck::Append);
         s.record(&first);
-        assert!(matches!(s.check(&header(8, 0, 44, 1, 7)), Err(Error::OutOfOrderSequence { expected: 43, received: 44, .. })));
+        assert!(matches!(
+            s.check(&header(8, 0, 44, 1, 7)),
+            Err(Error::OutOfOrderSequence { expected: 43, received: 44, .. })
+        ));
         assert_eq!(s.check(&header(8, 0, 43, 1, 7)).unwrap(), SeqCheck::Append);
         let round = ProducerStates::decode(&s.encode()).unwrap();
         assert_eq!(round, s);

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
-use crate::partition::{seek_to, State};
+use crate::partition::{State, seek_to};
 use crate::producer_state::ProducerStates;
-use crate::segment::{read_header, scan_validate, segment_file, Indexes, Segment};
+use crate::segment::{Indexes, Segment, read_header, scan_validate, segment_file};
 
 /// Parses a `<20 digits>.<ext>` file name.
 fn parse_name(name: &str, ext: &str) -> Option<i64> {
@@ -76,7 +76,20 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
         let path = segment_file(dir, base, "log");
         let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
         let next_offset = bases.get(i + 1).copied().unwrap_or(base);
-        segments.insert(base, Segment { base_offset: base, path, size, file_len: size, next_offset, max_timestamp: -1, indexes: None, file: None, first_append_ms: -1 });
+        segments.insert(
+            base,
+            Segment {
+                base_offset: base,
+                path,
+                size,
+                file_len: size,
+                next_offset,
+                max_timestamp: -1,
+                indexes: None,
+                file: None,
+                first_append_ms: -1,
+            },
+        );
     }
     let active_base = *bases.last().expect("at least one segment");
     let active = segments.get_mut(&active_base).expect("active segment");
@@ -173,7 +186,12 @@ fn starts_with_zeros(file: &File, pos: u64, len: u64) -> bool {
 
 /// Rebuilds the idempotent-producer state as of `end`: the newest intact snapshot at or
 /// below `end`, then a replay of the batch headers after it.
-pub(crate) fn rebuild_producer_state(dir: &Path, segments: &mut BTreeMap<i64, Segment>, end: i64, fd_cache: &FdCache) -> Result<ProducerStates> {
+pub(crate) fn rebuild_producer_state(
+    dir: &Path,
+    segments: &mut BTreeMap<i64, Segment>,
+    end: i64,
+    fd_cache: &FdCache,
+) -> Result<ProducerStates> {
     let log_start = segments.keys().next().copied().unwrap_or(0);
     let mut state = ProducerStates::default();
     let mut from = log_start;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{check_batch, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, check_batch};
 use crate::error::{Error, Result};
 use crate::index::{OffsetIndex, TimeIndex};
 
@@ -119,7 +119,8 @@ pub(crate) fn scan_validate(
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_start = start; // file position of buf[0]
     let mut pos = start;
-    let stop = |pos: u64, next: i64, reason: String| ScanOutcome { valid_end: pos, next_offset: next, stopped: Some(reason) };
+    let stop =
+        |pos: u64, next: i64, reason: String| ScanOutcome { valid_end: pos, next_offset: next, stopped: Some(reason) };
     while pos < end {
         // Make sure the header is in the buffer.
         let need_header = (pos - buf_start) as usize + HEADER_LEN;
@@ -191,7 +192,11 @@ pub(crate) fn read_header(file: &File, path: &Path, pos: u64, seg_size: u64) -> 
     file.read_exact_at(&mut b, pos).map_err(|e| Error::io(path, e))?;
     let h = BatchHeader::parse(&b).ok_or_else(|| corrupt(path, pos, "short batch header"))?;
     if h.magic != 2 || h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 || pos + h.total_len() as u64 > seg_size {
-        return Err(corrupt(path, pos, &format!("invalid batch header (magic {}, length {})", h.magic, h.batch_length)));
+        return Err(corrupt(
+            path,
+            pos,
+            &format!("invalid batch header (magic {}, length {})", h.magic, h.batch_length),
+        ));
     }
     Ok(h)
 }
@@ -205,11 +210,22 @@ fn corrupt(path: &Path, pos: u64, reason: &str) -> Error {
 /// position and header, or `None` when the segment ends first. The base offset is not covered
 /// by the CRC, so each one is checked against the running offset: a damaged one is reported,
 /// never used to skip or stall.
-pub(crate) fn find_batch(file: &File, path: &Path, mut pos: u64, seg_size: u64, mut expected: i64, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+pub(crate) fn find_batch(
+    file: &File,
+    path: &Path,
+    mut pos: u64,
+    seg_size: u64,
+    mut expected: i64,
+    offset: i64,
+) -> Result<Option<(u64, BatchHeader)>> {
     while pos < seg_size {
         let h = read_header(file, path, pos, seg_size)?;
         if h.base_offset != expected {
-            return Err(corrupt(path, pos, &format!("batch base offset {} where {expected} was expected", h.base_offset)));
+            return Err(corrupt(
+                path,
+                pos,
+                &format!("batch base offset {} where {expected} was expected", h.base_offset),
+            ));
         }
         if h.last_offset() >= offset {
             return Ok(Some((pos, h)));
@@ -221,7 +237,13 @@ pub(crate) fn find_batch(file: &File, path: &Path, mut pos: u64, seg_size: u64, 
 }
 
 /// Walks batch headers from `pos` to find the first batch whose max timestamp is >= `ts`.
-pub(crate) fn find_batch_by_time(file: &File, path: &Path, mut pos: u64, seg_size: u64, ts: i64) -> Result<Option<(u64, BatchHeader)>> {
+pub(crate) fn find_batch_by_time(
+    file: &File,
+    path: &Path,
+    mut pos: u64,
+    seg_size: u64,
+    ts: i64,
+) -> Result<Option<(u64, BatchHeader)>> {
     while pos < seg_size {
         let h = read_header(file, path, pos, seg_size)?;
         if h.max_timestamp >= ts {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strom_log::{FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound};
 
-use common::{assert_same_batch, fnv64, make_batch, read_all, Rng};
+use common::{Rng, assert_same_batch, fnv64, make_batch, read_all};
 
 const CHILD_ENV: &str = "STROM_CRASH_CHILD";
 const ROUND_ENV: &str = "STROM_CRASH_ROUND";
@@ -281,7 +281,11 @@ fn verify(dir: &Path, acked: &[Ack], round: u64, clean_close: bool) -> usize {
     for b in &stored {
         let h = &b.header;
         let expected = next_seq.entry(h.producer_id).or_insert(0);
-        assert_eq!(h.base_sequence, *expected, "round {round}: producer {} sequence at offset {}", h.producer_id, h.base_offset);
+        assert_eq!(
+            h.base_sequence, *expected,
+            "round {round}: producer {} sequence at offset {}",
+            h.producer_id, h.base_offset
+        );
         *expected = h.base_sequence + h.record_count;
     }
     match log.read(end, 1 << 20, ReadBound::LogEnd) {
@@ -296,10 +300,9 @@ fn verify(dir: &Path, acked: &[Ack], round: u64, clean_close: bool) -> usize {
 }
 
 fn crash_rounds(rounds: u64) {
-    let seed = std::env::var("STROM_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
+    let seed = std::env::var("STROM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
     eprintln!("crash test: {rounds} rounds, STROM_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use strom_log::{build_batch, Error, FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound};
+use strom_log::{Error, FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound, build_batch};
 
 const CHILD_ENV: &str = "STROM_DISK_FULL_CHILD";
 /// Set (to anything) for a child that preallocates from its first append.
@@ -69,7 +69,11 @@ fn disk_full_child() {
                 Err(e) => panic!("unexpected error on a full disk: {e}"),
             }
         }
-        assert!(!acked.is_empty() && failures > 0, "the limit must stop some appends: {} acked, {failures} failed", acked.len());
+        assert!(
+            !acked.is_empty() && failures > 0,
+            "the limit must stop some appends: {} acked, {failures} failed",
+            acked.len()
+        );
         // Everything acknowledged reads back byte for byte (apart from the rewritten prefix).
         for (base, original) in &acked {
             let r = log.read(*base, 1, ReadBound::HighWatermark).expect("read");

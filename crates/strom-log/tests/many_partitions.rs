@@ -63,7 +63,9 @@ fn thousand_partitions_reopen_fast_with_bounded_file_handles() {
     let started = Instant::now();
     let mgr = LogManager::open(mcfg.clone()).expect("reopen");
     let reopened = started.elapsed();
-    eprintln!("{PARTITIONS} partitions: created and written in {created:?}; reopened after a clean shutdown in {reopened:?}");
+    eprintln!(
+        "{PARTITIONS} partitions: created and written in {created:?}; reopened after a clean shutdown in {reopened:?}"
+    );
     assert!(reopened < Duration::from_secs(5), "reopening {PARTITIONS} partitions took {reopened:?}");
     assert_eq!(mgr.list().len(), PARTITIONS as usize);
 

@@ -17,8 +17,8 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use proptest::sample::Index;
+use proptest::test_runner::FileFailurePersistence;
 use strom_log::{Error, FlushPolicy, LogConfig, LogManager, ManagerConfig, PartitionLog, ReadBound};
 
 use common::{assert_same_batch, make_batch, read_all, split_read};
@@ -202,7 +202,13 @@ mod stats {
             let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
             eprintln!(
                 "cases {} | multi-segment {} | retention deleted {} | truncation removed segments {} | crash lost unacked {} | duplicates {} | producer rejects {}",
-                g(&CASES), g(&MULTI_SEGMENT), g(&RETENTION_DELETED), g(&TRUNCATED_SEGMENTS), g(&CRASH_CUT), g(&DUPLICATES), g(&REJECTED)
+                g(&CASES),
+                g(&MULTI_SEGMENT),
+                g(&RETENTION_DELETED),
+                g(&TRUNCATED_SEGMENTS),
+                g(&CRASH_CUT),
+                g(&DUPLICATES),
+                g(&REJECTED)
             );
         }
     }
@@ -329,11 +335,20 @@ async fn append_and_check(
     assert_eq!(info.max_timestamp, m.next_ts, "max timestamp");
     for b in parts {
         let n = common::record_count(&b);
-        m.batches.push(MBatch { original: b, base: m.end, last: m.end + n - 1, leader_epoch: m.leader_epoch, producer });
+        m.batches.push(MBatch {
+            original: b,
+            base: m.end,
+            last: m.end + n - 1,
+            leader_epoch: m.leader_epoch,
+            producer,
+        });
         m.end += n;
     }
     if wait {
-        h.log().wait_durable(info.last_offset).await.unwrap_or_else(|e| panic!("wait_durable({}): {e}", info.last_offset));
+        h.log()
+            .wait_durable(info.last_offset)
+            .await
+            .unwrap_or_else(|e| panic!("wait_durable({}): {e}", info.last_offset));
         if m.always {
             m.durable_end = m.durable_end.max(info.last_offset + 1);
         }
@@ -367,8 +382,16 @@ async fn produce(h: &mut Harness, m: &mut Model, kind: Produce, records: u8, len
         (Produce::Retry, Some((_, _, i))) => {
             let orig = m.batches[i].clone();
             let info = h.log().append(orig.original.clone(), m.leader_epoch).expect("retried idempotent batch");
-            assert!(info.duplicate, "retry of the producer's last batch (offset {}) was not detected as a duplicate", orig.base);
-            assert_eq!((info.base_offset, info.last_offset), (orig.base, orig.last), "duplicate must carry the original offsets");
+            assert!(
+                info.duplicate,
+                "retry of the producer's last batch (offset {}) was not detected as a duplicate",
+                orig.base
+            );
+            assert_eq!(
+                (info.base_offset, info.last_offset),
+                (orig.base, orig.last),
+                "duplicate must carry the original offsets"
+            );
             assert_eq!(h.log().log_end_offset(), before_end, "a duplicate must not be written");
             stats::bump(&stats::DUPLICATES);
         }
@@ -550,7 +573,9 @@ fn wait_durable_resolves_after_a_truncation_that_keeps_the_offset() {
         let a = log.append(make_batch(round, 2, 10, 1, None), 0).expect("append a");
         let b = log.append(make_batch(round + 1000, 2, 10, 1, None), 0).expect("append b");
         log.truncate_to(b.base_offset).expect("truncate");
-        let waited = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), log.wait_durable(a.last_offset)).await });
+        let waited = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(2), log.wait_durable(a.last_offset)).await
+        });
         match waited {
             Ok(r) => r.expect("wait_durable"),
             Err(_) => panic!(

@@ -17,7 +17,13 @@ const TOPIC: &str = "prealloc";
 const CHUNK: u64 = 64 * 1024;
 
 fn log_config(segment_bytes: u64) -> LogConfig {
-    LogConfig { segment_bytes, segment_ms: None, retention_ms: None, flush_policy: FlushPolicy::Always, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes,
+        segment_ms: None,
+        retention_ms: None,
+        flush_policy: FlushPolicy::Always,
+        ..LogConfig::default()
+    }
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> LogManager {
@@ -82,7 +88,10 @@ fn zero_filled_space_is_used_by_appends_and_never_read_as_data() {
     let mut batches = append_acked(&rt, &log, 1, 10);
     let (end, file_len) = wait_for_preallocation(dir.path());
     assert_eq!(end as u64, log.size_bytes(), "the log's size counts batches, not preallocated space");
-    assert!(file_len as u64 >= end as u64 + CHUNK / 2, "at least half a chunk ahead: {file_len} for {end} bytes of batches");
+    assert!(
+        file_len as u64 >= end as u64 + CHUNK / 2,
+        "at least half a chunk ahead: {file_len} for {end} bytes of batches"
+    );
 
     // Appends now land in the zero-filled space; reads stop at the last batch.
     batches.extend(append_acked(&rt, &log, 100, 200));

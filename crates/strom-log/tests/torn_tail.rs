@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use strom_log::{Error, LogConfig, LogManager, ManagerConfig, PartitionLog, ReadBound};
 
-use common::{assert_same_batch, batch_layout, make_batch, partition_dir, read_all, segment_files, Rng};
+use common::{Rng, assert_same_batch, batch_layout, make_batch, partition_dir, read_all, segment_files};
 
 const TOPIC: &str = "torn";
 
@@ -61,7 +61,14 @@ fn write_log(rng: &mut Rng, segment_bytes: u64, batches: usize, clean: bool) -> 
 }
 
 /// Appends `batches` random batches of up to `max_records` values of up to `max_value` bytes.
-fn write_log_sized(rng: &mut Rng, segment_bytes: u64, batches: usize, max_records: u64, max_value: u64, clean: bool) -> Written {
+fn write_log_sized(
+    rng: &mut Rng,
+    segment_bytes: u64,
+    batches: usize,
+    max_records: u64,
+    max_value: u64,
+    clean: bool,
+) -> Written {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(segment_bytes);
     let mut originals = Vec::new();
@@ -71,7 +78,13 @@ fn write_log_sized(rng: &mut Rng, segment_bytes: u64, batches: usize, max_record
         let log = mgr.create(TOPIC, 0, cfg.clone()).expect("create");
         let mut last = 0;
         for i in 0..batches {
-            let b = make_batch(rng.next_u64(), rng.range(1, max_records + 1) as usize, rng.range(0, max_value + 1) as usize, 1_000 + i as i64, None);
+            let b = make_batch(
+                rng.next_u64(),
+                rng.range(1, max_records + 1) as usize,
+                rng.range(0, max_value + 1) as usize,
+                1_000 + i as i64,
+                None,
+            );
             let info = log.append(b.clone(), 7).expect("append");
             offsets.push((info.base_offset, info.last_offset));
             originals.push(b);
@@ -184,9 +197,7 @@ fn random_damage(rng: &mut Rng, w: &Written, next_batch: &Bytes) -> Damage {
         }
         2 | 3 => {
             let n = rng.range(1, 4);
-            Damage::Flip(
-                (0..n).map(|_| (flip_position(rng, &layout, len), rng.range(1, 256) as u8)).collect(),
-            )
+            Damage::Flip((0..n).map(|_| (flip_position(rng, &layout, len), rng.range(1, 256) as u8)).collect())
         }
         4 => {
             let cut = rng.range(1, len as u64) as usize;
@@ -440,7 +451,11 @@ fn sealed_damage(case: u64, how: &str) {
         std::fs::write(sealed, &bytes).expect("write");
 
         let (mgr, log) = reopen(&w);
-        assert_eq!(log.log_end_offset(), w.offsets.last().map_or(0, |o| o.1 + 1), "{how}: sealed damage must not cut the log");
+        assert_eq!(
+            log.log_end_offset(),
+            w.offsets.last().map_or(0, |o| o.1 + 1),
+            "{how}: sealed damage must not cut the log"
+        );
         // The intact batch before the damage is still served on its own.
         let r = log.read(w.offsets[0].0, 1, ReadBound::LogEnd).expect("read intact batch");
         assert_same_batch(&common::split_read(&r.records)[0].bytes, &w.originals[0], 0, 7, how);
@@ -449,7 +464,10 @@ fn sealed_damage(case: u64, how: &str) {
             match log.read(from, 1 << 20, ReadBound::LogEnd) {
                 Err(Error::Corrupted { path, position, reason }) => {
                     assert_eq!(&path, sealed, "{how}: Corrupted names the segment ({reason})");
-                    assert!(position as usize >= start, "{how}: reported position {position} is before the bad batch at {start}");
+                    assert!(
+                        position as usize >= start,
+                        "{how}: reported position {position} is before the bad batch at {start}"
+                    );
                 }
                 Ok(r) => {
                     let got = common::split_read(&r.records);

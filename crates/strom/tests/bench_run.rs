@@ -171,14 +171,28 @@ fn client_config_overrides_reach_librdkafka() {
     let broker = TestBroker::start();
     let strom = Strom::new(broker.bootstrap());
     let report = strom
-        .run(&["bench", "--topic", "x", "--create-topic", "--messages", "50", "--linger-ms", "0.05", "-X", "socket.nagle.disable=true", "--json"])
+        .run(&[
+            "bench",
+            "--topic",
+            "x",
+            "--create-topic",
+            "--messages",
+            "50",
+            "--linger-ms",
+            "0.05",
+            "-X",
+            "socket.nagle.disable=true",
+            "--json",
+        ])
         .ok("bench with -X and a fractional linger")
         .json();
     assert_eq!(u(&report["acknowledged"]), 50, "{report}");
     assert_eq!(report["params"]["client_config"][0][0], "socket.nagle.disable", "{report}");
     assert_eq!(report["params"]["linger_ms"], 0.05, "{report}");
 
-    let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "no.such.setting=1"]).failed("unknown librdkafka setting");
+    let err = strom
+        .run(&["bench", "--topic", "x", "--messages", "5", "-X", "no.such.setting=1"])
+        .failed("unknown librdkafka setting");
     assert!(err.contains("no.such.setting"), "{err}");
     let err = strom.run(&["bench", "--topic", "x", "--messages", "5", "-X", "novalue"]).failed("malformed -X");
     assert!(err.contains("is not KEY=VALUE"), "{err}");

@@ -8,7 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -80,21 +82,35 @@ async fn every_codec_round_trips_10000_keyed_records_with_headers_in_partition_o
         }
         let mut last_i: BTreeMap<i32, usize> = BTreeMap::new();
         for r in &got {
-            let i = *by_pos.get(&(r.partition, r.offset)).unwrap_or_else(|| panic!("{codec}: unexpected record at {}/{}", r.partition, r.offset));
+            let i = *by_pos
+                .get(&(r.partition, r.offset))
+                .unwrap_or_else(|| panic!("{codec}: unexpected record at {}/{}", r.partition, r.offset));
             assert_eq!(r.key.as_deref(), Some(format!("key-{}", i % 97).as_bytes()), "{codec}: key of {i}");
             let want = format!("{codec}-value-{i}-{}", "x".repeat(i % 200));
             assert_eq!(r.value.as_deref(), Some(want.as_bytes()), "{codec}: value of {i}");
-            assert_eq!(r.headers, vec![("seq".to_string(), Some(i.to_string().into_bytes())), ("empty".to_string(), None)]);
+            assert_eq!(
+                r.headers,
+                vec![("seq".to_string(), Some(i.to_string().into_bytes())), ("empty".to_string(), None)]
+            );
             if let Some(prev) = last_i.insert(r.partition, i) {
                 assert!(prev < i, "{codec}: partition {} out of send order ({prev} then {i})", r.partition);
             }
         }
         // The broker stored the batches as the client compressed them (no recompression).
-        let want_codec: i16 = match codec { "none" => 0, "gzip" => 1, "snappy" => 2, "lz4" => 3, _ => 4 };
+        let want_codec: i16 = match codec {
+            "none" => 0,
+            "gzip" => 1,
+            "snappy" => 2,
+            "lz4" => 3,
+            _ => 4,
+        };
         // (librdkafka sends a batch uncompressed when compressing would not shrink it.)
         let stored = tokio::task::block_in_place(|| stored_batches(&bootstrap, &topic));
         let codecs: std::collections::BTreeSet<i16> = stored.iter().map(|attributes| attributes & 0x07).collect();
-        assert!(codecs.contains(&want_codec) && codecs.iter().all(|c| *c == want_codec || *c == 0), "{codec}: stored codecs {codecs:?}");
+        assert!(
+            codecs.contains(&want_codec) && codecs.iter().all(|c| *c == want_codec || *c == 0),
+            "{codec}: stored codecs {codecs:?}"
+        );
         // Keys map to partitions consistently.
         let mut key_part = BTreeMap::new();
         for r in &got {
@@ -123,7 +139,8 @@ async fn acks_zero_one_and_all() {
             let c: BaseConsumer = client_config(&bootstrap).create().expect("consumer");
             let deadline = Instant::now() + TIMEOUT;
             loop {
-                let total: i64 = (0..2).map(|part| c.fetch_watermarks(&topic, part, TIMEOUT).expect("watermarks").1).sum();
+                let total: i64 =
+                    (0..2).map(|part| c.fetch_watermarks(&topic, part, TIMEOUT).expect("watermarks").1).sum();
                 if total == 2_000 {
                     break;
                 }
@@ -145,7 +162,12 @@ async fn idempotent_producer_writes_each_record_once() {
     create_topic(&bootstrap, "idem", 2, &[]).await;
     let p = producer(
         &bootstrap,
-        &[("enable.idempotence", "true"), ("max.in.flight.requests.per.connection", "5"), ("linger.ms", "1"), ("batch.num.messages", "50")],
+        &[
+            ("enable.idempotence", "true"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("linger.ms", "1"),
+            ("batch.num.messages", "50"),
+        ],
     );
     let acked = send_keyed(&p, "idem", "idem", 5_000).await;
     let got = tokio::task::block_in_place(|| consume_all(&bootstrap, "idem", 2));
@@ -169,14 +191,23 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     let base = 1_700_000_000_000i64;
     for i in 0..100i64 {
         let value = format!("v{i}");
-        p.send(FutureRecord::<(), _>::to("times").payload(&value).partition(0).timestamp(base + i * 1000), Duration::from_secs(0))
-            .await
-            .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+        p.send(
+            FutureRecord::<(), _>::to("times").payload(&value).partition(0).timestamp(base + i * 1000),
+            Duration::from_secs(0),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("send: {e}"));
     }
     let c: BaseConsumer = client_config(&bootstrap).set("group.id", "times-probe").create().expect("consumer");
     tokio::task::block_in_place(|| {
         assert_eq!(c.fetch_watermarks("times", 0, TIMEOUT).expect("watermarks"), (0, 100));
-        for (ts, want) in [(base + 50_500, Offset::Offset(51)), (base, Offset::Offset(0)), (base - 5, Offset::Offset(0)), (base + 99_000, Offset::Offset(99)), (base + 500_000, Offset::End)] {
+        for (ts, want) in [
+            (base + 50_500, Offset::Offset(51)),
+            (base, Offset::Offset(0)),
+            (base - 5, Offset::Offset(0)),
+            (base + 99_000, Offset::Offset(99)),
+            (base + 500_000, Offset::End),
+        ] {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset("times", 0, Offset::Offset(ts)).expect("tpl");
             let r = c.offsets_for_times(tpl, TIMEOUT).expect("offsets_for_times");
@@ -191,7 +222,15 @@ async fn message_near_max_message_bytes_passes_and_one_over_is_rejected() {
     let broker = TestBroker::start();
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "limits", 1, &[("max.message.bytes", "10000")]).await;
-    let p = producer(&bootstrap, &[("message.max.bytes", "1000000"), ("compression.type", "none"), ("linger.ms", "0"), ("batch.num.messages", "1")]);
+    let p = producer(
+        &bootstrap,
+        &[
+            ("message.max.bytes", "1000000"),
+            ("compression.type", "none"),
+            ("linger.ms", "0"),
+            ("batch.num.messages", "1"),
+        ],
+    );
     // Batch = 61 header bytes + ~10 record overhead + key + value.
     let near = vec![b'n'; 9_900];
     let ok = p.send(FutureRecord::to("limits").key("k").payload(&near), Duration::from_secs(0)).await;
@@ -249,7 +288,9 @@ async fn admin_create_describe_alter_grow_and_delete_topics() {
     assert_eq!(seg.source, ConfigSource::Default);
     assert!(res.get("flush.policy").is_some());
 
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-a")).set("max.message.bytes", "50000").set("flush.policy", "interval:100");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-a"))
+        .set("max.message.bytes", "50000")
+        .set("flush.policy", "interval:100");
     let r = a.alter_configs([&alter], &opts).await.expect("alter");
     assert!(r[0].is_ok(), "{r:?}");
     let described = a.describe_configs([&ResourceSpecifier::Topic("admin-a")], &opts).await.expect("describe");

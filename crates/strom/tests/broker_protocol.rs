@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest,
-    MetadataRequest, ProducerId, TopicName,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, MetadataRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -43,7 +42,10 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Fetc
         .with_max_bytes(1 << 20)
         .with_topics(vec![
             FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(vec![
-                FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20),
             ]),
         ])
 }
@@ -52,9 +54,12 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Fetc
 fn api_versions_lists_served_apis_and_falls_back_to_v0() {
     let broker = TestBroker::start();
     let mut c = RawConn::connect(&broker.bootstrap());
-    let resp = c.call(3, &ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("raw"))
-        .with_client_software_version(StrBytes::from_static_str("1")));
+    let resp = c.call(
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("raw"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
     assert_eq!(resp.error_code, 0);
     let produce = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).expect("produce listed");
     assert_eq!((produce.min_version, produce.max_version), (3, 11));
@@ -63,7 +68,8 @@ fn api_versions_lists_served_apis_and_falls_back_to_v0() {
 
     // A version from the future: answered in v0 with UNSUPPORTED_VERSION and the real list.
     let mut frame = Vec::new();
-    let body: Vec<u8> = [&18i16.to_be_bytes()[..], &99i16.to_be_bytes(), &77i32.to_be_bytes(), &[0xff, 0xff], &[0]].concat();
+    let body: Vec<u8> =
+        [&18i16.to_be_bytes()[..], &99i16.to_be_bytes(), &77i32.to_be_bytes(), &[0xff, 0xff], &[0]].concat();
     frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
     frame.extend_from_slice(&body);
     c.write_raw(&frame);
@@ -116,16 +122,27 @@ fn pipelined_requests_are_answered_in_order_and_errors_keep_the_connection() {
     let grow = c.call(
         3,
         &CreatePartitionsRequest::default()
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(StrBytes::from_static_str("__consumer_offsets"))).with_count(50)])
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                    .with_count(50),
+            ])
             .with_timeout_ms(5_000),
     );
     assert_eq!(grow.results[0].error_code, 17, "CreatePartitions on the internal topic");
     let reconfigure = c.call(
         1,
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_static_str("__consumer_offsets"))
-            .with_configs(vec![AlterableConfig::default().with_name(StrBytes::from_static_str("retention.ms")).with_config_operation(0).with_value(Some(StrBytes::from_static_str("1")))])]),
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("__consumer_offsets"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("1"))),
+                ]),
+        ]),
     );
     assert_eq!(reconfigure.responses[0].error_code, 17, "IncrementalAlterConfigs on the internal topic");
 
@@ -151,11 +168,24 @@ fn idempotent_sequences_and_epochs_are_checked() {
     let broker = TestBroker::start();
     let mut c = RawConn::connect(&broker.bootstrap());
     create_topic_raw(&mut c, "idem", 1);
-    let init = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    let init = c.call(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
     assert_eq!(init.error_code, 0);
     assert_eq!(init.producer_epoch, 0);
     let pid = init.producer_id.0;
-    let other = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    let other = c.call(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
     assert_ne!(other.producer_id.0, pid, "ids are unique");
 
     let first = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 0, 0, 5, 1)));
@@ -170,11 +200,26 @@ fn idempotent_sequences_and_epochs_are_checked() {
 
     // Without a transactional id an epoch bump (KIP-360) gets a fresh id, as from Kafka: a
     // client cannot claim an id that was not issued to it, nor one issued to another client.
-    let bumped = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(pid)).with_producer_epoch(0));
+    let bumped = c.call(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(0),
+    );
     assert_eq!(bumped.error_code, 0);
     assert!(bumped.producer_id.0 != pid && bumped.producer_id.0 != other.producer_id.0 && bumped.producer_epoch == 0);
-    let claimed = c.call(4, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(900_000)).with_producer_epoch(3));
-    assert!(claimed.producer_id.0 != 900_000 && claimed.producer_epoch == 0, "a never-issued id is not handed out on request");
+    let claimed = c.call(
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(900_000))
+            .with_producer_epoch(3),
+    );
+    assert!(
+        claimed.producer_id.0 != 900_000 && claimed.producer_epoch == 0,
+        "a never-issued id is not handed out on request"
+    );
     // A newer epoch of an id (what a bumped transactional producer writes) fences the old one.
     let new_epoch = c.call(7, &produce_request("idem", 0, -1, raw_batch(pid, 1, 0, 1, 1)));
     assert_eq!(single_partition(&new_epoch), (0, 7));
@@ -225,23 +270,49 @@ fn garbage_and_malformed_frames_close_only_that_connection() {
         ("negative size", (-5i32).to_be_bytes().to_vec()),
         ("size over the maximum", (200 * 1024 * 1024i32).to_be_bytes().to_vec()),
         ("size too small for a header", [&3i32.to_be_bytes()[..], &[1, 2, 3]].concat()),
-        ("unknown api key", [&8i32.to_be_bytes()[..], &999i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes()].concat()),
-        ("unserved version", [&10i32.to_be_bytes()[..], &0i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes(), &[0xff, 0xff]].concat()),
+        (
+            "unknown api key",
+            [&8i32.to_be_bytes()[..], &999i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes()].concat(),
+        ),
+        (
+            "unserved version",
+            [&10i32.to_be_bytes()[..], &0i16.to_be_bytes(), &0i16.to_be_bytes(), &1i32.to_be_bytes(), &[0xff, 0xff]]
+                .concat(),
+        ),
         ("malformed produce body", {
-            let body = [&0i16.to_be_bytes()[..], &7i16.to_be_bytes(), &9i32.to_be_bytes(), &[0xff, 0xff], &[0x7f; 5]].concat();
+            let body =
+                [&0i16.to_be_bytes()[..], &7i16.to_be_bytes(), &9i32.to_be_bytes(), &[0xff, 0xff], &[0x7f; 5]].concat();
             [&(body.len() as i32).to_be_bytes()[..], &body].concat()
         }),
         // A few bytes declaring 2^31 array elements: kafka-protocol 0.18.0 reserved memory for
         // all of them before reading one (~200 GB) and the failed allocation aborted the whole
         // broker. The vendored patch bounds the reservation; the request is just malformed.
         ("produce with 2^31 topics", {
-            let body = [&0i16.to_be_bytes()[..], &3i16.to_be_bytes(), &13i32.to_be_bytes(), &[0xff, 0xff], &[0xff, 0xff], &1i16.to_be_bytes(), &1000i32.to_be_bytes(), &i32::MAX.to_be_bytes()].concat();
+            let body = [
+                &0i16.to_be_bytes()[..],
+                &3i16.to_be_bytes(),
+                &13i32.to_be_bytes(),
+                &[0xff, 0xff],
+                &[0xff, 0xff],
+                &1i16.to_be_bytes(),
+                &1000i32.to_be_bytes(),
+                &i32::MAX.to_be_bytes(),
+            ]
+            .concat();
             [&(body.len() as i32).to_be_bytes()[..], &body].concat()
         }),
         ("flexible metadata with 2^31 topics", {
             // Metadata v12: request header v2 (client id, empty tagged fields), then a compact
             // array whose varint length says 2^31 - 1 elements.
-            let body = [&3i16.to_be_bytes()[..], &12i16.to_be_bytes(), &14i32.to_be_bytes(), &[0xff, 0xff], &[0x00], &[0xff, 0xff, 0xff, 0xff, 0x07]].concat();
+            let body = [
+                &3i16.to_be_bytes()[..],
+                &12i16.to_be_bytes(),
+                &14i32.to_be_bytes(),
+                &[0xff, 0xff],
+                &[0x00],
+                &[0xff, 0xff, 0xff, 0xff, 0x07],
+            ]
+            .concat();
             [&(body.len() as i32).to_be_bytes()[..], &body].concat()
         }),
     ];
@@ -334,26 +405,42 @@ fn fetch_respects_partition_and_total_byte_limits() {
         FetchRequest::default()
             .with_replica_id(kafka_protocol::messages::BrokerId(-1))
             .with_max_bytes(total_max)
-            .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("limits"))).with_partitions(
-                (0..2).map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(partition_max)).collect(),
-            )])
+            .with_topics(vec![
+                FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("limits"))).with_partitions(
+                    (0..2)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(0)
+                                .with_partition_max_bytes(partition_max)
+                        })
+                        .collect(),
+                ),
+            ])
     };
     // A tiny partition limit: the first partition still returns one whole batch (progress),
     // the next one nothing rather than a batch over its limit (as Kafka: only the first
     // partition with data may exceed the limits).
     let f = c.call(11, &both(1, 1 << 20));
-    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
+    let counts: Vec<usize> =
+        f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
     assert_eq!(counts, vec![1, 0]);
     // A tiny total limit: the first partition returns one batch, the second nothing.
     let f = c.call(11, &both(1 << 20, 1));
-    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
+    let counts: Vec<usize> =
+        f.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, batch_count)).collect();
     assert_eq!(counts, vec![1, 0]);
     for p in &f.responses[0].partitions {
-        assert_eq!((p.high_watermark, p.last_stable_offset, p.log_start_offset), (30, 30, 0), "offsets in every partition");
+        assert_eq!(
+            (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+            (30, 30, 0),
+            "offsets in every partition"
+        );
     }
     // Generous limits return everything.
     let f = c.call(11, &both(1 << 20, 1 << 20));
-    let counts: Vec<usize> = f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
+    let counts: Vec<usize> =
+        f.responses[0].partitions.iter().map(|p| batch_count(p.records.as_ref().expect("records"))).collect();
     assert_eq!(counts, vec![10, 10]);
 }
 
@@ -371,10 +458,17 @@ fn a_rotten_sealed_segment_fails_only_reads_of_the_damaged_batch() {
     create_topic_raw(&mut c, "fine", 1);
     let small_segments = c.call(
         1,
-        &IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_static_str("rot"))
-            .with_configs(vec![AlterableConfig::default().with_name(StrBytes::from_static_str("segment.bytes")).with_config_operation(0).with_value(Some(StrBytes::from_static_str("1024")))])]),
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("rot"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("segment.bytes"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("1024"))),
+                ]),
+        ]),
     );
     assert_eq!(small_segments.responses[0].error_code, 0);
     for topic in ["rot", "fine"] {
@@ -471,7 +565,10 @@ fn fetches_end_early_when_there_is_nothing_to_wait_for() {
     use kafka_protocol::protocol::HeaderVersion;
     let broker = TestBroker::start();
     let mut c = RawConn::connect(&broker.bootstrap());
-    let nothing = FetchRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_max_wait_ms(10_000).with_min_bytes(1);
+    let nothing = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(10_000)
+        .with_min_bytes(1);
     let started = Instant::now();
     assert!(c.call(12, &nothing).responses.is_empty());
     assert!(started.elapsed() < Duration::from_secs(5), "an empty fetch waited {:?}", started.elapsed());
@@ -484,7 +581,12 @@ fn fetches_end_early_when_there_is_nothing_to_wait_for() {
     // and say the partition is gone; the wait is what makes the delete's wake-up the path
     // under test.
     std::thread::sleep(Duration::from_millis(300));
-    let deleted = c.call(4, &DeleteTopicsRequest::default().with_timeout_ms(10_000).with_topic_names(vec![TopicName(StrBytes::from_static_str("going"))]));
+    let deleted = c.call(
+        4,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topic_names(vec![TopicName(StrBytes::from_static_str("going"))]),
+    );
     assert_eq!(deleted.responses[0].error_code, 0);
     let (cid, mut body) = poller.recv_frame(FetchResponse::header_version(12)).expect("fetch answered");
     assert_eq!(cid, id);
@@ -510,7 +612,10 @@ fn list_offsets_answers_and_refuses_duplicates() {
     let ask = |partitions: &[(i32, i64)]| {
         ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
             ListOffsetsTopic::default().with_name(TopicName(StrBytes::from_static_str("lo"))).with_partitions(
-                partitions.iter().map(|&(p, ts)| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(ts)).collect(),
+                partitions
+                    .iter()
+                    .map(|&(p, ts)| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(ts))
+                    .collect(),
             ),
         ])
     };
@@ -537,14 +642,17 @@ fn existing_topics_and_invalid_names_get_the_kafka_error_first() {
     let mut c = RawConn::connect(&broker.bootstrap());
     create_topic_raw(&mut c, "here", 1);
     let again = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-        CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("here"))).with_num_partitions(3).with_replication_factor(3),
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("here")))
+            .with_num_partitions(3)
+            .with_replication_factor(3),
     ]);
     assert_eq!(c.call(5, &again).topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS before INVALID_REPLICATION_FACTOR");
     let meta = c.call(
         9,
-        &MetadataRequest::default()
-            .with_allow_auto_topic_creation(false)
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no spaces allowed"))))])),
+        &MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no spaces allowed")))),
+        ])),
     );
     assert_eq!(meta.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
 }
@@ -557,16 +665,34 @@ fn kafka_topic_configs_with_strom_semantics_are_accepted() {
     let broker = TestBroker::start();
     let mut c = RawConn::connect(&broker.bootstrap());
     let create = |name: &'static str, configs: &[(&'static str, &'static str)]| {
-        CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str(name)))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_static_str(k)).with_value(Some(StrBytes::from_static_str(v)))).collect())])
+        CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_static_str(k))
+                                .with_value(Some(StrBytes::from_static_str(v)))
+                        })
+                        .collect(),
+                ),
+        ])
     };
-    let streams_like = [("message.timestamp.type", "CreateTime"), ("min.insync.replicas", "1"), ("compression.type", "producer"), ("cleanup.policy", "delete")];
+    let streams_like = [
+        ("message.timestamp.type", "CreateTime"),
+        ("min.insync.replicas", "1"),
+        ("compression.type", "producer"),
+        ("cleanup.policy", "delete"),
+    ];
     let r = c.call(5, &create("repartition", &streams_like));
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-    for (k, v) in [("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2"), ("compression.type", "zstd")] {
+    for (k, v) in
+        [("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2"), ("compression.type", "zstd")]
+    {
         let r = c.call(5, &create("refused", &[(k, v)]));
         assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG for {k}={v}");
         let message = r.topics[0].error_message.as_deref().unwrap_or_default().to_string();

@@ -34,7 +34,16 @@ async fn graceful_stop_and_kill9_then_read_everything_back() {
     drop(p);
     let before = tokio::task::block_in_place(|| consume_all(&bootstrap, "keep", 2));
     assert_eq!(before.len(), 2_000);
-    let pid_before = RawConn::connect(&bootstrap).call(0, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)).producer_id.0;
+    let pid_before = RawConn::connect(&bootstrap)
+        .call(
+            0,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .producer_id
+        .0;
 
     let status = broker.stop();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
@@ -55,7 +64,16 @@ async fn graceful_stop_and_kill9_then_read_everything_back() {
         .expect("describe");
     let res = described[0].as_ref().expect("topic survives");
     assert_eq!(res.get("retention.ms").and_then(|e| e.value.as_deref()), Some("-1"), "topic configs survive");
-    let pid_after = RawConn::connect(&bootstrap).call(0, &InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)).producer_id.0;
+    let pid_after = RawConn::connect(&bootstrap)
+        .call(
+            0,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .producer_id
+        .0;
     assert!(pid_after > pid_before, "producer ids are never reused ({pid_before} then {pid_after})");
 
     // Appends continue after the old end.
@@ -123,7 +141,11 @@ async fn kill9_during_acks_all_produce_keeps_every_acknowledged_record_once() {
         acked_total += acked.len();
         acked_all.extend(acked);
         let got = tokio::task::block_in_place(|| consume_all(&bootstrap, "crash", 2));
-        eprintln!("round {round}: killed after {delay} ms; {} acknowledged so far, {} stored", acked_all.len(), got.len());
+        eprintln!(
+            "round {round}: killed after {delay} ms; {} acknowledged so far, {} stored",
+            acked_all.len(),
+            got.len()
+        );
         let mut count: HashMap<&[u8], usize> = HashMap::new();
         for r in &got {
             *count.entry(r.value.as_deref().unwrap_or_default()).or_default() += 1;
@@ -131,8 +153,16 @@ async fn kill9_during_acks_all_produce_keeps_every_acknowledged_record_once() {
         let at: HashMap<(i32, i64), &[u8]> =
             got.iter().map(|r| ((r.partition, r.offset), r.value.as_deref().unwrap_or_default())).collect();
         for (v, (partition, offset)) in &acked_all {
-            assert_eq!(count.get(v.as_bytes()).copied(), Some(1), "round {round}: acknowledged {v} present exactly once");
-            assert_eq!(at.get(&(*partition, *offset)).copied(), Some(v.as_bytes()), "round {round}: {v} at its acknowledged offset");
+            assert_eq!(
+                count.get(v.as_bytes()).copied(),
+                Some(1),
+                "round {round}: acknowledged {v} present exactly once"
+            );
+            assert_eq!(
+                at.get(&(*partition, *offset)).copied(),
+                Some(v.as_bytes()),
+                "round {round}: {v} at its acknowledged offset"
+            );
         }
     }
     assert!(acked_total > 0);

@@ -8,8 +8,8 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use serde_json::Value;
 
 use common::TestBroker;
@@ -24,7 +24,11 @@ fn strom(bootstrap: &str, args: &[&str]) -> (bool, String, String) {
         .env("RUST_LOG", "warn")
         .output()
         .expect("running strom group");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn json(bootstrap: &str, args: &[&str]) -> Value {
@@ -119,7 +123,8 @@ fn list_describe_reset_and_delete() {
     json(&b, &["reset-offsets", "cli", "--topic", "t", "--to-earliest"]);
     assert_eq!(committed(&b, "cli"), vec![0, 0]);
     json(&b, &["reset-offsets", "cli", "--topic", "t", "--partitions", "1", "--to-offset", "1000000"]);
-    let ends: Vec<i64> = d["offsets"].as_array().expect("offsets").iter().map(|o| o["log_end"].as_i64().expect("end")).collect();
+    let ends: Vec<i64> =
+        d["offsets"].as_array().expect("offsets").iter().map(|o| o["log_end"].as_i64().expect("end")).collect();
     assert_eq!(committed(&b, "cli"), vec![0, ends[1]], "--to-offset is clamped to the log end");
     json(&b, &["reset-offsets", "cli", "--topic", "t", "--to-latest"]);
     assert_eq!(committed(&b, "cli"), ends);

@@ -25,7 +25,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -67,7 +68,8 @@ impl Member {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let _ = c.poll(Duration::from_millis(50));
-                let now: Assignment = c.assignment().map(|t| t.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
+                let now: Assignment =
+                    c.assignment().map(|t| t.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default();
                 *a.lock().expect("lock") = now;
             }
         });
@@ -96,7 +98,12 @@ fn balanced(members: &[Member], partitions: usize) -> bool {
 fn rebalance_of_50_consumers_on_100_partitions() {
     let (broker, _cfg) = broker_with("initial_rebalance_delay_ms = 3000\n");
     let b = broker.bootstrap();
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt").block_on(create_topic(&b, "hundred", 100, &[]));
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt").block_on(create_topic(
+        &b,
+        "hundred",
+        100,
+        &[],
+    ));
     let started = Instant::now();
     let mut members: Vec<Member> = (0..50).map(|_| Member::start(&b, "hundred")).collect();
     while !balanced(&members, 100) {
@@ -112,14 +119,24 @@ fn rebalance_of_50_consumers_on_100_partitions() {
             assert!(joined.elapsed() < Duration::from_secs(60), "never settled after a join");
             std::thread::sleep(Duration::from_millis(5));
         }
-        println!("round {round}: {} members stable on 100 partitions {:?} after a member joined", members.len(), joined.elapsed());
+        println!(
+            "round {round}: {} members stable on 100 partitions {:?} after a member joined",
+            members.len(),
+            joined.elapsed()
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
 }
 
 /// One connection's pipelined commit loop: `depth` requests in flight, each committing the
 /// next offset of one partition of `group`. Returns the last acknowledged offset per partition.
-async fn commit_loop(addr: String, group: String, depth: usize, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> BTreeMap<i32, i64> {
+async fn commit_loop(
+    addr: String,
+    group: String,
+    depth: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+) -> BTreeMap<i32, i64> {
     const VERSION: i16 = 8;
     let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
@@ -135,12 +152,22 @@ async fn commit_loop(addr: String, group: String, depth: usize, stop: Arc<Atomic
                 correlation += 1;
                 next += 1;
                 let partition = correlation % 8;
-                let req = OffsetCommitRequest::default().with_group_id(GroupId(StrBytes::from_string(group.clone()))).with_generation_id_or_member_epoch(-1).with_topics(vec![
-                    OffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_static_str("bench"))).with_partitions(vec![
-                        OffsetCommitRequestPartition::default().with_partition_index(partition).with_committed_offset(next),
-                    ]),
-                ]);
-                let header = RequestHeader::default().with_request_api_key(ApiKey::OffsetCommit as i16).with_request_api_version(VERSION).with_correlation_id(correlation);
+                let req = OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("bench")))
+                            .with_partitions(vec![
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(partition)
+                                    .with_committed_offset(next),
+                            ]),
+                    ]);
+                let header = RequestHeader::default()
+                    .with_request_api_key(ApiKey::OffsetCommit as i16)
+                    .with_request_api_version(VERSION)
+                    .with_correlation_id(correlation);
                 let mut body = BytesMut::new();
                 header.encode(&mut body, hv).expect("header");
                 req.encode(&mut body, VERSION).expect("body");
@@ -209,13 +236,24 @@ fn offset_commit_throughput() {
     broker.restart();
     let mut conn = RawConn::connect(&broker.bootstrap());
     for (i, last) in lasts.iter().enumerate() {
-        let req = OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_string(format!("bench-{i}")))).with_topics(Some(vec![
-            OffsetFetchRequestTopic::default().with_name(TopicName(StrBytes::from_static_str("bench"))).with_partition_indexes((0..8).collect()),
-        ]));
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(format!("bench-{i}"))))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("bench")))
+                    .with_partition_indexes((0..8).collect()),
+            ]));
         let r = conn.call(7, &req);
-        let got: BTreeMap<i32, i64> =
-            r.topics[0].partitions.iter().filter(|p| p.committed_offset >= 0).map(|p| (p.partition_index, p.committed_offset)).collect();
+        let got: BTreeMap<i32, i64> = r.topics[0]
+            .partitions
+            .iter()
+            .filter(|p| p.committed_offset >= 0)
+            .map(|p| (p.partition_index, p.committed_offset))
+            .collect();
         assert_eq!(&got, last, "group bench-{i}: the last acknowledged commit of every partition survives kill -9");
     }
-    println!("after kill -9 and restart: the last acknowledged offset of all {} group-partitions is stored", lasts.iter().map(BTreeMap::len).sum::<usize>());
+    println!(
+        "after kill -9 and restart: the last acknowledged offset of all {} group-partitions is stored",
+        lasts.iter().map(BTreeMap::len).sum::<usize>()
+    );
 }

@@ -29,7 +29,8 @@ const SESSION_MS: u64 = 6_000;
 fn group_broker() -> (TestBroker, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("strom.toml");
-    std::fs::write(&path, "[groups]\ninitial_rebalance_delay_ms = 300\nmin_session_timeout_ms = 6000\n").expect("config");
+    std::fs::write(&path, "[groups]\ninitial_rebalance_delay_ms = 300\nmin_session_timeout_ms = 6000\n")
+        .expect("config");
     let broker = TestBroker::start_with(&["--config", path.to_str().expect("utf-8 path")]);
     (broker, dir)
 }
@@ -50,7 +51,9 @@ fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsume
 type Assignment = BTreeSet<(String, i32)>;
 
 fn assignment_of(c: &BaseConsumer) -> Assignment {
-    c.assignment().map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()).unwrap_or_default()
+    c.assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+        .unwrap_or_default()
 }
 
 /// A consumer polled on its own thread, publishing its current assignment, how often it
@@ -148,7 +151,10 @@ impl ChildMember {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
                 if let Some(rest) = line.strip_prefix("ASSIGNMENT ") {
-                    *a.lock().expect("lock") = serde_json::from_str::<Vec<(String, i32)>>(rest).expect("assignment json").into_iter().collect();
+                    *a.lock().expect("lock") = serde_json::from_str::<Vec<(String, i32)>>(rest)
+                        .expect("assignment json")
+                        .into_iter()
+                        .collect();
                 }
             }
         });
@@ -272,7 +278,8 @@ fn static_member_restarts_without_a_rebalance_and_a_duplicate_is_fenced() {
     let bootstrap = broker.bootstrap();
     support_runtime().block_on(create_topic(&bootstrap, "static", 4, &[]));
     let want = all_partitions("static", 4);
-    let member = |instance: &str| Member::start_with(&bootstrap, "static-group", "static", &[("group.instance.id", instance)]);
+    let member =
+        |instance: &str| Member::start_with(&bootstrap, "static-group", "static", &[("group.instance.id", instance)]);
     let a = member("a");
     let b = member("b");
     wait_for(Duration::from_secs(60), "two static members splitting four partitions", || {
@@ -284,9 +291,11 @@ fn static_member_restarts_without_a_rebalance_and_a_duplicate_is_fenced() {
     // instance id well within its session timeout.
     b.leave();
     let b2 = member("b");
-    wait_for(Duration::from_secs(SESSION_MS / 1000 - 1), "the restarted static member to get its partitions back", || {
-        b2.assignment() == b_share
-    });
+    wait_for(
+        Duration::from_secs(SESSION_MS / 1000 - 1),
+        "the restarted static member to get its partitions back",
+        || b2.assignment() == b_share,
+    );
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(a.changes(), a_changes, "the other member never saw a rebalance");
     assert_eq!(b2.assignment(), b_share);
@@ -394,7 +403,12 @@ fn manual_commits_resume_exactly_across_consumer_restart_and_broker_kill9() {
     c2.subscribe(&[topic]).expect("subscribe");
     let (seen, first, committed2) = consume_and_commit(&c2, 1_000, 100);
     for (p, o) in &first {
-        assert_eq!(Some(o), committed1.get(p).or(Some(&0)), "partition {p}: resumed at {o}, committed {:?}", committed1.get(p));
+        assert_eq!(
+            Some(o),
+            committed1.get(p).or(Some(&0)),
+            "partition {p}: resumed at {o}, committed {:?}",
+            committed1.get(p)
+        );
     }
     all_seen.extend(&seen);
     let mut committed = committed1.clone();
@@ -428,7 +442,12 @@ fn manual_commits_resume_exactly_across_consumer_restart_and_broker_kill9() {
 
     let values: BTreeSet<usize> = all_seen.iter().map(|r| r.2).collect();
     let missing: Vec<usize> = (0..3_600).filter(|v| !values.contains(v)).collect();
-    assert!(missing.is_empty(), "records never consumed: {} (first {:?})", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "records never consumed: {} (first {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let positions: BTreeSet<(i32, i64)> = all_seen.iter().map(|r| (r.0, r.1)).collect();
     assert_eq!(positions.len(), all_seen.len(), "exact resumption: no record read twice");
 }

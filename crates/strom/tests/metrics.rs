@@ -86,17 +86,30 @@ async fn metrics_move_by_the_right_amounts() {
     assert_eq!(records, N as f64, "one record per acknowledged send");
     let bytes = value(&after, "strom_produced_bytes_total", &[("topic", "metered")]).expect("bytes counter");
     assert!(bytes >= (N * 100) as f64, "batch bytes {bytes} cover the {N} payloads of 100 bytes");
-    assert_eq!(value(&after, "strom_partition_log_end_offset", &[("topic", "metered"), ("partition", "0")]), Some(N as f64));
-    assert_eq!(value(&after, "strom_partition_high_watermark", &[("topic", "metered"), ("partition", "0")]), Some(N as f64));
-    assert_eq!(value(&after, "strom_consumer_group_lag", &[("group", "lagging"), ("topic", "metered"), ("partition", "0")]), Some(150.0));
+    assert_eq!(
+        value(&after, "strom_partition_log_end_offset", &[("topic", "metered"), ("partition", "0")]),
+        Some(N as f64)
+    );
+    assert_eq!(
+        value(&after, "strom_partition_high_watermark", &[("topic", "metered"), ("partition", "0")]),
+        Some(N as f64)
+    );
+    assert_eq!(
+        value(&after, "strom_consumer_group_lag", &[("group", "lagging"), ("topic", "metered"), ("partition", "0")]),
+        Some(150.0)
+    );
     assert_eq!(value(&after, "strom_under_replicated_partitions", &[]), Some(0.0));
     assert!(value(&after, "strom_partitions", &[]).unwrap_or(0.0) >= 1.0);
-    let produce_requests = value(&after, "strom_requests_total", &[("api", "Produce"), ("outcome", "handled")]).unwrap_or(0.0);
+    let produce_requests =
+        value(&after, "strom_requests_total", &[("api", "Produce"), ("outcome", "handled")]).unwrap_or(0.0);
     assert!(produce_requests >= N as f64, "{produce_requests} produce requests for {N} sends with linger 0");
     let flushes = value(&after, "strom_log_flushes_total", &[]).expect("flush counter");
     assert!(flushes >= 1.0 && flushes <= N as f64 + 10.0, "flushes: {flushes}");
     assert!(value(&after, "strom_log_flush_duration_seconds_count", &[]).unwrap_or(0.0) >= 1.0);
     assert!(value(&after, "strom_active_connections", &[]).unwrap_or(0.0) >= 1.0);
-    assert_eq!(value(&after, "strom_errors_total", &[("api", "CreateTopics"), ("code", "TopicAlreadyExists")]), Some(1.0));
+    assert_eq!(
+        value(&after, "strom_errors_total", &[("api", "CreateTopics"), ("code", "TopicAlreadyExists")]),
+        Some(1.0)
+    );
     assert_eq!(value(&after, "strom_errors_total", &[("api", "Produce")]), None, "no produce failed");
 }

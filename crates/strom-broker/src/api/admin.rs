@@ -56,9 +56,16 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
                             .with_config_source(if d.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
                     })
                     .collect();
-                r.with_topic_id(meta.id).with_num_partitions(meta.partitions).with_replication_factor(1).with_configs(Some(configs))
+                r.with_topic_id(meta.id)
+                    .with_num_partitions(meta.partitions)
+                    .with_replication_factor(1)
+                    .with_configs(Some(configs))
             }
-            Err(e) => r.with_error_code(e.code()).with_error_message(message(&e)).with_num_partitions(-1).with_replication_factor(-1),
+            Err(e) => r
+                .with_error_code(e.code())
+                .with_error_message(message(&e))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
         });
     }
     CreateTopicsResponse::default().with_topics(results)
@@ -81,7 +88,10 @@ fn request_configs<'a>(pairs: impl Iterator<Item = (&'a StrBytes, &'a Option<Str
 /// Clients may not create, delete, grow or reconfigure internal topics (`__consumer_offsets`).
 pub(crate) fn reject_internal(name: &str) -> Result<()> {
     if crate::groups::is_internal_topic(name) {
-        return Err(Error::InvalidTopic { name: name.to_string(), reason: "internal topics are managed by the broker" });
+        return Err(Error::InvalidTopic {
+            name: name.to_string(),
+            reason: "internal topics are managed by the broker",
+        });
     }
     Ok(())
 }
@@ -117,9 +127,16 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
         let r = DeletableTopicResult::default().with_name(name.as_deref().map(topic_name)).with_topic_id(id);
         responses.push(match name {
             None => r.with_error_code(ResponseError::UnknownTopicId.code()),
-            Some(name) => match async { reject_internal(&name)?; state.delete_topic(&name).await }.await {
+            Some(name) => match async {
+                reject_internal(&name)?;
+                state.delete_topic(&name).await
+            }
+            .await
+            {
                 Ok(meta) => r.with_topic_id(if ctx.version >= 6 { meta.id } else { uuid::Uuid::nil() }),
-                Err(e) => r.with_error_code(e.code()).with_error_message(if ctx.version >= 5 { message(&e) } else { None }),
+                Err(e) => {
+                    r.with_error_code(e.code()).with_error_message(if ctx.version >= 5 { message(&e) } else { None })
+                }
             },
         });
     }

@@ -39,11 +39,15 @@ pub async fn describe_configs(ctx: &RequestContext, req: DescribeConfigsRequest)
         .resources
         .into_iter()
         .map(|res| {
-            let base = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
             let keys: Option<Vec<String>> = res.configuration_keys.map(|ks| ks.iter().map(|k| k.to_string()).collect());
             let wanted = |name: &str| keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k == name));
             let rows = match res.resource_type {
-                RESOURCE_TOPIC => topic_rows(state, &res.resource_name, req.include_synonyms, req.include_documentation, v),
+                RESOURCE_TOPIC => {
+                    topic_rows(state, &res.resource_name, req.include_synonyms, req.include_documentation, v)
+                }
                 RESOURCE_BROKER => broker_rows(&state.config, &res.resource_name, v),
                 other => Err(Error::InvalidRequest(format!("resource type {other} is not supported"))),
             };
@@ -95,7 +99,10 @@ fn topic_rows(
 }
 
 fn synonym(name: &'static str, value: &str, source: i8) -> DescribeConfigsSynonym {
-    DescribeConfigsSynonym::default().with_name(StrBytes::from_static_str(name)).with_value(Some(str_bytes(value))).with_source(source)
+    DescribeConfigsSynonym::default()
+        .with_name(StrBytes::from_static_str(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source)
 }
 
 fn broker_rows(config: &Config, name: &str, version: i16) -> Result<Vec<DescribeConfigsResourceResult>> {
@@ -136,9 +143,9 @@ fn topic_resource(resource_type: i8, name: &StrBytes) -> Result<String> {
             super::admin::reject_internal(name)?;
             Ok(name.to_string())
         }
-        RESOURCE_BROKER => Err(Error::InvalidRequest(
-            "broker configs are static: set them in the config file and restart".into(),
-        )),
+        RESOURCE_BROKER => {
+            Err(Error::InvalidRequest("broker configs are static: set them in the config file and restart".into()))
+        }
         other => Err(Error::InvalidRequest(format!("resource type {other} is not supported"))),
     }
 }
@@ -160,14 +167,17 @@ pub async fn alter_configs(ctx: &RequestContext, req: AlterConfigsRequest) -> Al
                 })?;
                 next.insert(c.name.to_string(), value.to_string());
             }
-            state.alter_topic_configs(&topic, req.validate_only, |current| {
-                *current = next;
-                Ok(())
-            })
-            .await
+            state
+                .alter_topic_configs(&topic, req.validate_only, |current| {
+                    *current = next;
+                    Ok(())
+                })
+                .await
         }
         .await;
-        let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+        let r = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(_) => r,
             Err(e) => r.with_error_code(e.code()).with_error_message(message(&e)),
@@ -177,7 +187,10 @@ pub async fn alter_configs(ctx: &RequestContext, req: AlterConfigsRequest) -> Al
 }
 
 /// Sets, deletes, appends to or subtracts from individual topic configs.
-pub async fn incremental_alter_configs(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn incremental_alter_configs(
+    ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let state = &ctx.state;
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -195,7 +208,9 @@ pub async fn incremental_alter_configs(ctx: &RequestContext, req: IncrementalAlt
                 .await
         }
         .await;
-        let r = AlterConfigsResourceResponse::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
+        let r = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name);
         responses.push(match outcome {
             Ok(_) => r,
             Err(e) => r.with_error_code(e.code()).with_error_message(message(&e)),
@@ -235,9 +250,11 @@ fn apply_op(
         OP_APPEND | OP_SUBTRACT if key.config_type == ConfigType::List => {
             let current = match configs.get(&name) {
                 Some(v) => v.clone(),
-                None => topic_config::value_of(&topic_config::log_config(defaults, &TopicConfigs::new())?, &name).unwrap_or_default(),
+                None => topic_config::value_of(&topic_config::log_config(defaults, &TopicConfigs::new())?, &name)
+                    .unwrap_or_default(),
             };
-            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let mut items: Vec<String> =
+                current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             let given = need_value()?;
             for item in given.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 if op == OP_APPEND {

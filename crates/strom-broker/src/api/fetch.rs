@@ -64,8 +64,10 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
     let nothing_asked = plan.iter().all(|(_, parts)| parts.is_empty());
     Handled::Later(Box::pin(async move {
         let deadline = Instant::now() + max_wait;
-        let mut watches: Vec<watch::Receiver<i64>> =
-            plan.iter().flat_map(|(_, ps)| ps.iter().filter_map(|w| w.log.as_ref().map(|l| l.watch_high_watermark()))).collect();
+        let mut watches: Vec<watch::Receiver<i64>> = plan
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().filter_map(|w| w.log.as_ref().map(|l| l.watch_high_watermark())))
+            .collect();
         loop {
             // Mark the current values seen *before* reading, so an append that lands after
             // the read still wakes us.
@@ -73,7 +75,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
                 w.borrow_and_update();
             }
             let (response, bytes, any_error) = read_all(&plan, max_bytes);
-            if bytes >= min_bytes || any_error || nothing_asked || Instant::now() >= deadline || shutdown.is_cancelled() {
+            if bytes >= min_bytes || any_error || nothing_asked || Instant::now() >= deadline || shutdown.is_cancelled()
+            {
                 return response;
             }
             tokio::select! {
@@ -115,7 +118,9 @@ fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
     let data = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(Vec::new()));
     let Some(log) = &w.log else {
         return (
-            data.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1),
+            data.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1),
             0,
         );
     };

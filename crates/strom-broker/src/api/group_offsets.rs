@@ -70,7 +70,9 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Ha
                     .into_iter()
                     .map(|(index, error)| {
                         let e = error.or(group_result.err());
-                        OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(e.map_or(0, |e| e.code()))
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_error_code(e.map_or(0, |e| e.code()))
                     })
                     .collect();
                 OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
@@ -107,10 +109,13 @@ async fn fetch_group(ctx: &RequestContext, group_id: &str, topics: Option<Vec<(S
         }
         by_topic.entry(topic).or_default().push((partition, value));
     }
-    Ok(order.into_iter().map(|t| {
-        let parts = by_topic.remove(&t).unwrap_or_default();
-        (t, parts)
-    }).collect())
+    Ok(order
+        .into_iter()
+        .map(|t| {
+            let parts = by_topic.remove(&t).unwrap_or_default();
+            (t, parts)
+        })
+        .collect())
 }
 
 /// OffsetFetch. Uncommitted partitions (and unknown topics) read offset -1 without error, as
@@ -120,7 +125,8 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
     if version >= 8 {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
-            let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+            let topics =
+                g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             groups.push(match fetch_group(ctx, &g.group_id.0, topics).await {
                 Err(e) => group.with_error_code(e.code()),
@@ -147,7 +153,8 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect::<Vec<_>>());
+    let topics =
+        req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect::<Vec<_>>());
     let asked = topics.clone();
     match fetch_group(ctx, &req.group_id.0, topics).await {
         Ok(fetched) => {
@@ -230,7 +237,8 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(r) => r,
     };
-    let mut codes: BTreeMap<TopicPartition, i16> = results.into_iter().map(|(tp, r)| (tp, r.err().map_or(0, |e| e.code()))).collect();
+    let mut codes: BTreeMap<TopicPartition, i16> =
+        results.into_iter().map(|(tp, r)| (tp, r.err().map_or(0, |e| e.code()))).collect();
     for tp in unknown {
         codes.insert(tp, ResponseError::UnknownTopicOrPartition.code());
     }
@@ -240,7 +248,9 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
         let p = OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(code);
         match topics.last_mut().filter(|t| t.name.0.as_str() == topic) {
             Some(t) => t.partitions.push(p),
-            None => topics.push(OffsetDeleteResponseTopic::default().with_name(topic_name(&topic)).with_partitions(vec![p])),
+            None => {
+                topics.push(OffsetDeleteResponseTopic::default().with_name(topic_name(&topic)).with_partitions(vec![p]))
+            }
         }
     }
     OffsetDeleteResponse::default().with_topics(topics)

@@ -4,8 +4,8 @@
 //! Committed offsets (OffsetCommit, OffsetFetch, OffsetDelete) are in [`super::group_offsets`].
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -51,8 +51,13 @@ pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest)
             .map(|key| {
                 let c = Coordinator::default().with_key(key).with_error_code(code(error));
                 match error {
-                    None => c.with_node_id(node).with_host(str_bytes(&state.advertised_host)).with_port(state.advertised_port),
-                    Some(e) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(str_bytes(&e.to_string()))),
+                    None => c
+                        .with_node_id(node)
+                        .with_host(str_bytes(&state.advertised_host))
+                        .with_port(state.advertised_port),
+                    Some(e) => {
+                        c.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(str_bytes(&e.to_string())))
+                    }
                 }
             })
             .collect();
@@ -105,7 +110,8 @@ fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
         .members
         .into_iter()
         .map(|m| {
-            let jm = JoinGroupResponseMember::default().with_member_id(str_bytes(&m.member_id)).with_metadata(m.metadata);
+            let jm =
+                JoinGroupResponseMember::default().with_member_id(str_bytes(&m.member_id)).with_metadata(m.metadata);
             if version >= 5 { jm.with_group_instance_id(opt_str(m.group_instance_id.as_deref())) } else { jm }
         })
         .collect();
@@ -149,7 +155,8 @@ pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> Handled<
 fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
     let resp = SyncGroupResponse::default().with_error_code(code(r.error)).with_assignment(r.assignment);
     if version >= 5 {
-        resp.with_protocol_type(opt_str(r.protocol_type.as_deref())).with_protocol_name(opt_str(r.protocol_name.as_deref()))
+        resp.with_protocol_type(opt_str(r.protocol_type.as_deref()))
+            .with_protocol_name(opt_str(r.protocol_name.as_deref()))
     } else {
         resp
     }
@@ -216,7 +223,8 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
     let version = ctx.version;
     let states: Vec<GroupState> = req.states_filter.iter().filter_map(|s| GroupState::parse(s)).collect();
     let unknown_state = states.len() < req.states_filter.len();
-    let classic_wanted = req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC));
+    let classic_wanted =
+        req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC));
     let groups = if unknown_state || !classic_wanted {
         Vec::new()
     } else {
@@ -226,7 +234,9 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
             .into_iter()
             .filter(|(_, s)| states.is_empty() || states.contains(&s.state))
             .map(|(id, s)| {
-                let g = ListedGroup::default().with_group_id(GroupId(str_bytes(&id))).with_protocol_type(str_bytes(&s.protocol_type));
+                let g = ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(&id)))
+                    .with_protocol_type(str_bytes(&s.protocol_type));
                 let g = if version >= 4 { g.with_group_state(str_bytes(s.state.as_str())) } else { g };
                 if version >= 5 { g.with_group_type(str_bytes(CLASSIC)) } else { g }
             })

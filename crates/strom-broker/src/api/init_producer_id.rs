@@ -22,7 +22,11 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
     // sends the id it has and asks for an epoch bump (KIP-360): bumping a client-named id
     // would let a client claim an id that was never issued to it, or one issued to another.
     if req.producer_id.0 >= 0 {
-        debug!(producer_id = req.producer_id.0, epoch = req.producer_epoch, "epoch bump asked without a transactional id: issuing a new id");
+        debug!(
+            producer_id = req.producer_id.0,
+            epoch = req.producer_epoch,
+            "epoch bump asked without a transactional id: issuing a new id"
+        );
     }
     match ctx.state.producer_ids.allocate() {
         Ok(id) => {

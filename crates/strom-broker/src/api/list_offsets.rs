@@ -37,8 +37,12 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                 .map(|p| {
                     // Leader epoch -1 (unknown) unless an offset is found; every epoch is 0
                     // until replication exists.
-                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(-1);
-                    let failed = |r: ListOffsetsPartitionResponse, code: i16| r.with_error_code(code).with_offset(-1).with_timestamp(-1);
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_leader_epoch(-1);
+                    let failed = |r: ListOffsetsPartitionResponse, code: i16| {
+                        r.with_error_code(code).with_offset(-1).with_timestamp(-1)
+                    };
                     if mentions.get(&(t.name.0.to_string(), p.partition_index)).is_some_and(|n| *n > 1) {
                         return failed(r, ResponseError::InvalidRequest.code());
                     }

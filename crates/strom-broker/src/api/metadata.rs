@@ -3,8 +3,12 @@
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+};
 use tracing::debug;
 
 use super::{str_bytes, topic_name};
@@ -57,7 +61,8 @@ async fn named_topic(state: &BrokerState, name: &str, may_create: bool) -> Metad
     if let Some(meta) = state.metadata.topic(name) {
         return topic_entry(state, &meta);
     }
-    let error = |e: &Error| MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(e.code());
+    let error =
+        |e: &Error| MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(e.code());
     // A name no topic can have is INVALID_TOPIC_EXCEPTION whether or not it would be created
     // (Kafka validates first), so clients fail at once instead of retrying an unknown topic.
     if let Err(e) = crate::metadata::validate_topic_name(name) {

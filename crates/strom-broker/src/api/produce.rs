@@ -57,10 +57,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
     if acks == 0 {
         // No response to carry an error: like Kafka, close the connection instead, so the
         // client notices and refreshes its metadata.
-        let failed = topics.iter().flat_map(|(name, parts)| parts.iter().map(move |(i, o)| (name, i, o))).find_map(|(name, i, o)| match o {
-            Appended::Failed { code, .. } => Some(format!("acks=0 produce to {}-{i} failed with error {code}", name.0)),
-            Appended::Ok { .. } => None,
-        });
+        let failed = topics.iter().flat_map(|(name, parts)| parts.iter().map(move |(i, o)| (name, i, o))).find_map(
+            |(name, i, o)| match o {
+                Appended::Failed { code, .. } => {
+                    Some(format!("acks=0 produce to {}-{i} failed with error {code}", name.0))
+                }
+                Appended::Ok { .. } => None,
+            },
+        );
         return match failed {
             Some(reason) => Handled::Close(reason),
             None => Handled::NoResponse,
@@ -73,7 +77,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
             for (index, outcome) in parts {
                 partition_responses.push(respond(index, outcome).await);
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+            responses
+                .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
         }
         metrics::histogram!("strom_produce_ack_duration_seconds").record(received.elapsed().as_secs_f64());
         ProduceResponse::default().with_responses(responses)
@@ -90,18 +95,27 @@ fn client_rules(records: &bytes::Bytes, version: i16) -> Option<(ResponseError, 
         return None; // not a batch at all: the log's validation says why
     }
     if records.len() > h.total_len() {
-        return Some((ResponseError::InvalidRecord, "a produce request may carry exactly one record batch per partition".into()));
+        return Some((
+            ResponseError::InvalidRecord,
+            "a produce request may carry exactly one record batch per partition".into(),
+        ));
     }
     if h.is_control() {
         return Some((ResponseError::InvalidRecord, "clients cannot write control batches".into()));
     }
     if h.is_transactional() {
-        return Some((ResponseError::TransactionalIdAuthorizationFailed, "a transactional batch needs a transactional id, and transactions are not supported by this broker".into()));
+        return Some((
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "a transactional batch needs a transactional id, and transactions are not supported by this broker".into(),
+        ));
     }
     match h.compression() {
         0..=3 => None,
         4 if version >= 7 => None,
-        4 => Some((ResponseError::UnsupportedCompressionType, format!("zstd needs Produce v7 or later, this request is v{version}"))),
+        4 => Some((
+            ResponseError::UnsupportedCompressionType,
+            format!("zstd needs Produce v7 or later, this request is v{version}"),
+        )),
         codec => Some((ResponseError::UnsupportedCompressionType, format!("unknown compression codec {codec}"))),
     }
 }
@@ -118,7 +132,8 @@ fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str,
         Ok(info) => {
             if !info.duplicate {
                 metrics::counter!("strom_produced_bytes_total", "topic" => topic.to_string()).increment(bytes);
-                metrics::counter!("strom_produced_records_total", "topic" => topic.to_string()).increment(u64::from(info.record_count));
+                metrics::counter!("strom_produced_records_total", "topic" => topic.to_string())
+                    .increment(u64::from(info.record_count));
             }
             Appended::Ok { log, info }
         }

@@ -11,13 +11,13 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 
+use super::Shared;
 use super::engine::{
     Group, GroupDescription, GroupState, JoinRequest, JoinResult, LeaveMember, Now, Outputs, Persist, PersistKind,
     Reply, SyncRequest, SyncResult, WaiterId,
 };
 use super::offsets::{GroupOffsets, TopicPartition};
 use super::records::{self, OffsetValue};
-use super::Shared;
 
 /// The coordinator's clock: monotonic milliseconds from tokio's clock (pausable in tests) for
 /// deadlines, and the wall clock for timestamps that are stored.
@@ -179,7 +179,13 @@ enum GroupWrite {
 }
 
 /// Starts the task of `group` and returns its handle. `id` must be unique per coordinator.
-pub(super) fn spawn(shared: Arc<Shared>, id: u64, group: Group, offsets: GroupOffsets, record: Option<Bytes>) -> Handle {
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    id: u64,
+    group: Group,
+    offsets: GroupOffsets,
+    record: Option<Bytes>,
+) -> Handle {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let summary = Arc::new(Mutex::new(summary_of(&group, &offsets)));
     let actor = Actor {
@@ -312,9 +318,14 @@ impl Actor {
                 Ok(()) => {
                     tracing::info!(group = %self.group.group_id(), "deleting group and its committed offsets");
                     let changes = self.offsets.iter().map(|(tp, _)| (tp.clone(), None)).collect();
-                    self.write_offsets(now, changes, GroupWrite::Tombstone, Box::new(move |r| {
-                        let _ = reply.send(r);
-                    }));
+                    self.write_offsets(
+                        now,
+                        changes,
+                        GroupWrite::Tombstone,
+                        Box::new(move |r| {
+                            let _ = reply.send(r);
+                        }),
+                    );
                 }
             },
             Event::DeleteOffsets(tps, reply) => self.delete_offsets(now, tps, reply),
@@ -392,11 +403,16 @@ impl Actor {
             return;
         }
         let replies = batch.replies;
-        self.write_offsets(now, batch.changes, GroupWrite::Untouched, Box::new(move |r| {
-            for reply in replies {
-                let _ = reply.send(r);
-            }
-        }));
+        self.write_offsets(
+            now,
+            batch.changes,
+            GroupWrite::Untouched,
+            Box::new(move |r| {
+                for reply in replies {
+                    let _ = reply.send(r);
+                }
+            }),
+        );
     }
 
     fn dispatch(&mut self, out: Outputs) {
@@ -452,9 +468,14 @@ impl Actor {
             let _ = reply.send(true);
             return;
         }
-        self.write_offsets(now, changes, group, Box::new(move |r| {
-            let _ = reply.send(r.is_ok());
-        }));
+        self.write_offsets(
+            now,
+            changes,
+            group,
+            Box::new(move |r| {
+                let _ = reply.send(r.is_ok());
+            }),
+        );
     }
 
     /// Writes the group record; the engine hears back through [`Event::Persisted`].
@@ -483,7 +504,13 @@ impl Actor {
 
     /// Writes offset changes (and what `group` says about the group's own record) as one
     /// batch; `done` runs once they are durable and applied in memory.
-    fn write_offsets(&mut self, now: Now, changes: Vec<(TopicPartition, Option<OffsetValue>)>, group: GroupWrite, done: Done) {
+    fn write_offsets(
+        &mut self,
+        now: Now,
+        changes: Vec<(TopicPartition, Option<OffsetValue>)>,
+        group: GroupWrite,
+        done: Done,
+    ) {
         let group_id = self.group.group_id().to_string();
         let mut batch: Vec<(Bytes, Option<Bytes>)> = changes
             .iter()
@@ -547,15 +574,21 @@ impl Actor {
                 results.push((tp, Ok(())));
             }
         }
-        self.write_offsets(now, changes, GroupWrite::Untouched, Box::new(move |r| {
-            let _ = reply.send(r.map(|()| results));
-        }));
+        self.write_offsets(
+            now,
+            changes,
+            GroupWrite::Untouched,
+            Box::new(move |r| {
+                let _ = reply.send(r.map(|()| results));
+            }),
+        );
     }
 
     /// Kafka's `handleDeletedPartitions`: a deleted topic's committed offsets go with it, so a
     /// topic created again under the same name does not inherit positions from the old one.
     fn topic_deleted(&mut self, now: Now, topic: &str, done: oneshot::Sender<()>) {
-        let changes: Vec<_> = self.offsets.iter().filter(|(tp, _)| tp.0 == topic).map(|(tp, _)| (tp.clone(), None)).collect();
+        let changes: Vec<_> =
+            self.offsets.iter().filter(|(tp, _)| tp.0 == topic).map(|(tp, _)| (tp.clone(), None)).collect();
         if changes.is_empty() || self.group.state() == GroupState::Dead {
             let _ = done.send(());
             return;
@@ -584,7 +617,8 @@ impl Actor {
         };
         let retention = self.shared.config.offsets_retention_ms();
         let expired = self.offsets.expired(now_wall, retention, empty_since, subscribed.as_ref());
-        let delete_group = state == GroupState::Empty && expired.len() == self.offsets.len() && !self.group.has_pending_members();
+        let delete_group =
+            state == GroupState::Empty && expired.len() == self.offsets.len() && !self.group.has_pending_members();
         if expired.is_empty() && !delete_group {
             return;
         }
@@ -594,11 +628,16 @@ impl Actor {
         }
         let changes = expired.into_iter().map(|tp| (tp, None)).collect();
         let group = if delete_group { GroupWrite::Tombstone } else { GroupWrite::Untouched };
-        self.write_offsets(now, changes, group, Box::new(|r| {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "writing expired offsets failed; will retry at the next check");
-            }
-        }));
+        self.write_offsets(
+            now,
+            changes,
+            group,
+            Box::new(|r| {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "writing expired offsets failed; will retry at the next check");
+                }
+            }),
+        );
     }
 }
 

@@ -76,7 +76,10 @@ impl GroupConfig {
         if self.max_session_timeout_ms < self.min_session_timeout_ms {
             return bad(
                 "groups.max_session_timeout_ms",
-                format!("{} is below min_session_timeout_ms {}", self.max_session_timeout_ms, self.min_session_timeout_ms),
+                format!(
+                    "{} is below min_session_timeout_ms {}",
+                    self.max_session_timeout_ms, self.min_session_timeout_ms
+                ),
             );
         }
         if self.initial_rebalance_delay_ms < 0 {
@@ -96,13 +99,22 @@ impl GroupConfig {
         }
         if self.offset_metadata_max_bytes > i16::MAX as usize {
             // The stored record keeps metadata as an int16-length string: longer would be cut.
-            return bad("groups.offset_metadata_max_bytes", format!("{} is above 32767", self.offset_metadata_max_bytes));
+            return bad(
+                "groups.offset_metadata_max_bytes",
+                format!("{} is above 32767", self.offset_metadata_max_bytes),
+            );
         }
         if !(1..=1000).contains(&self.offsets_topic_partitions) {
-            return bad("groups.offsets_topic_partitions", format!("{} is outside 1..=1000", self.offsets_topic_partitions));
+            return bad(
+                "groups.offsets_topic_partitions",
+                format!("{} is outside 1..=1000", self.offsets_topic_partitions),
+            );
         }
         if self.offsets_topic_segment_bytes < 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {
-            return bad("groups.offsets_topic_segment_bytes", format!("{} is outside 1024..=2^31-1", self.offsets_topic_segment_bytes));
+            return bad(
+                "groups.offsets_topic_segment_bytes",
+                format!("{} is outside 1024..=2^31-1", self.offsets_topic_segment_bytes),
+            );
         }
         if self.new_member_join_timeout_ms < 1 {
             return bad("groups.new_member_join_timeout_ms", "must be at least 1".into());

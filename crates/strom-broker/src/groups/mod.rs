@@ -38,7 +38,10 @@ pub use self::config::GroupConfig;
 pub use self::store::{OFFSETS_TOPIC, is_internal_topic};
 
 use self::actor::{Clock, DeleteOffsetsResult, Event, Handle, LeaveResult, Summary};
-use self::engine::{EngineConfig, Group, GroupDescription, GroupRecord, GroupState, JoinRequest, JoinResult, LeaveMember, Now, SyncRequest, SyncResult};
+use self::engine::{
+    EngineConfig, Group, GroupDescription, GroupRecord, GroupState, JoinRequest, JoinResult, LeaveMember, Now,
+    SyncRequest, SyncResult,
+};
 use self::offsets::{GroupOffsets, TopicPartition};
 use self::records::{InternalRecord, OffsetValue};
 use self::store::OffsetsLog;
@@ -87,7 +90,14 @@ impl Shared {
         self.log.get().ok_or_else(|| Error::InvalidRequest("the group coordinator is still loading".into()))
     }
 
-    fn spawn_group(self: &Arc<Self>, reg: &mut Registry, group_id: &str, group: Group, offsets: GroupOffsets, record: Option<bytes::Bytes>) -> Handle {
+    fn spawn_group(
+        self: &Arc<Self>,
+        reg: &mut Registry,
+        group_id: &str,
+        group: Group,
+        offsets: GroupOffsets,
+        record: Option<bytes::Bytes>,
+    ) -> Handle {
         reg.next_id += 1;
         let handle = actor::spawn(self.clone(), reg.next_id, group, offsets, record);
         reg.groups.insert(group_id.to_string(), handle.clone());
@@ -179,7 +189,9 @@ impl GroupCoordinator {
             Some(t) => t.partitions,
             None => {
                 let configs = internal_topic_configs(&self.shared.config);
-                let meta = state.create_topic(OFFSETS_TOPIC, self.shared.config.offsets_topic_partitions, 1, configs, false).await?;
+                let meta = state
+                    .create_topic(OFFSETS_TOPIC, self.shared.config.offsets_topic_partitions, 1, configs, false)
+                    .await?;
                 tracing::info!(partitions = meta.partitions, "created the internal offsets topic");
                 meta.partitions
             }
@@ -193,7 +205,9 @@ impl GroupCoordinator {
         }
         let mut logs = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let log = state.partition_log(OFFSETS_TOPIC, p).ok_or_else(|| Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")))?;
+            let log = state
+                .partition_log(OFFSETS_TOPIC, p)
+                .ok_or_else(|| Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")))?;
             logs.push(log);
         }
         self.load_from(OffsetsLog::new(logs))
@@ -234,7 +248,13 @@ impl GroupCoordinator {
         if self.shared.log.set(log).is_err() {
             return Err(Error::InvalidRequest("the group coordinator was loaded twice".into()));
         }
-        tracing::info!(groups, records = stats.records, skipped = stats.skipped, elapsed_ms = started.elapsed().as_millis() as u64, "group coordinator loaded");
+        tracing::info!(
+            groups,
+            records = stats.records,
+            skipped = stats.skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "group coordinator loaded"
+        );
         self.start_expiry();
         Ok(())
     }
@@ -287,7 +307,10 @@ impl GroupCoordinator {
                 rewritten &= matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(true)));
             }
             if !rewritten {
-                tracing::warn!(partition = p, "a group could not write its state again; the internal topic is pruned at the next check");
+                tracing::warn!(
+                    partition = p,
+                    "a group could not write its state again; the internal topic is pruned at the next check"
+                );
                 continue;
             }
             match part.delete_segments_before(from) {
@@ -318,8 +341,13 @@ impl GroupCoordinator {
     /// Sends an event made by `event` to every running group task whose id passes `which`,
     /// and returns the receivers of their answers. A task that has ended is skipped: it has
     /// nothing to answer for.
-    async fn ask_groups<T>(&self, which: impl Fn(&str) -> bool, event: impl Fn(oneshot::Sender<T>) -> Event) -> Vec<oneshot::Receiver<T>> {
-        let handles: Vec<Handle> = self.shared.registry().groups.iter().filter(|(id, _)| which(id)).map(|(_, h)| h.clone()).collect();
+    async fn ask_groups<T>(
+        &self,
+        which: impl Fn(&str) -> bool,
+        event: impl Fn(oneshot::Sender<T>) -> Event,
+    ) -> Vec<oneshot::Receiver<T>> {
+        let handles: Vec<Handle> =
+            self.shared.registry().groups.iter().filter(|(id, _)| which(id)).map(|(_, h)| h.clone()).collect();
         let mut answers = Vec::with_capacity(handles.len());
         for h in handles {
             let (tx, rx) = oneshot::channel();
@@ -372,7 +400,13 @@ impl GroupCoordinator {
     }
 
     /// Heartbeat.
-    pub async fn heartbeat(&self, group_id: &str, member_id: String, instance: Option<String>, generation: i32) -> std::result::Result<(), ResponseError> {
+    pub async fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: String,
+        instance: Option<String>,
+        generation: i32,
+    ) -> std::result::Result<(), ResponseError> {
         let (tx, rx) = oneshot::channel();
         match self.shared.send(group_id, false, Event::Heartbeat(member_id, instance, generation, tx)).await {
             Err(_) => Err(ResponseError::UnknownMemberId),
@@ -416,7 +450,11 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the committed offset of each asked partition (`None`: not committed), or
     /// with `None`, every committed partition of the group.
-    pub async fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<TopicPartition>>) -> std::result::Result<Vec<(TopicPartition, Option<OffsetValue>)>, ResponseError> {
+    pub async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> std::result::Result<Vec<(TopicPartition, Option<OffsetValue>)>, ResponseError> {
         let asked = partitions.clone();
         let (tx, rx) = oneshot::channel();
         match self.shared.send(group_id, false, Event::Fetch(partitions, tx)).await {

@@ -81,12 +81,20 @@ impl GroupOffsets {
     /// - a group with members keeps the offsets of topics it subscribes to; offsets of other
     ///   topics expire `retention_ms` after their commit (only known for consumer groups:
     ///   `subscribed` is `None` otherwise, and then nothing expires).
-    pub fn expired(&self, now: i64, retention_ms: i64, empty_since: Option<i64>, subscribed: Option<&BTreeSet<String>>) -> Vec<TopicPartition> {
+    pub fn expired(
+        &self,
+        now: i64,
+        retention_ms: i64,
+        empty_since: Option<i64>,
+        subscribed: Option<&BTreeSet<String>>,
+    ) -> Vec<TopicPartition> {
         self.offsets
             .iter()
             .filter(|((topic, _), c)| match (empty_since, subscribed) {
                 (Some(since), _) => c.value.commit_timestamp.max(since).saturating_add(retention_ms) <= now,
-                (None, Some(subs)) => !subs.contains(topic) && c.value.commit_timestamp.saturating_add(retention_ms) <= now,
+                (None, Some(subs)) => {
+                    !subs.contains(topic) && c.value.commit_timestamp.saturating_add(retention_ms) <= now
+                }
                 (None, None) => false,
             })
             .map(|(tp, _)| tp.clone())
@@ -108,10 +116,18 @@ mod tests {
         let mut o = GroupOffsets::default();
         let tp = ("t".to_string(), 0);
         o.apply(tp.clone(), None, 106);
-        o.apply(tp.clone(), Some(OffsetValue { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }), 100);
+        o.apply(
+            tp.clone(),
+            Some(OffsetValue { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }),
+            100,
+        );
         assert!(o.get("t", 0).is_none());
         o.forget_deletions();
-        o.apply(tp, Some(OffsetValue { offset: 7, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }), 110);
+        o.apply(
+            tp,
+            Some(OffsetValue { offset: 7, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }),
+            110,
+        );
         assert_eq!(o.get("t", 0).map(|c| c.value.offset), Some(7));
     }
 

@@ -22,7 +22,9 @@
 //! values 1 and 2 with their extra fields skipped, group values 0..=2).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use super::engine::{GroupRecord, MemberRecord};
 
@@ -290,7 +292,8 @@ pub type StoredRecord = (i64, Option<Bytes>, Option<Bytes>);
 /// Decodes the records of stored batches as `(offset, key, value)`, skipping records before
 /// `from` (a read returns whole batches, so the first may start earlier).
 pub fn decode_batches(mut bytes: Bytes, from: i64) -> Result<Vec<StoredRecord>, DecodeError> {
-    let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| err(format!("decoding stored batches: {e:#}")))?;
+    let sets =
+        RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| err(format!("decoding stored batches: {e:#}")))?;
     Ok(sets
         .into_iter()
         .flat_map(|s| s.records)

@@ -77,14 +77,16 @@ impl OffsetsLog {
                 bytes += records[end].0.len() + records[end].1.as_ref().map_or(0, Bytes::len) + 24;
                 end += 1;
             }
-            let batch = records::build_batch(&records[start..end], now_wall_ms).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+            let batch = records::build_batch(&records[start..end], now_wall_ms)
+                .map_err(|e| Error::InvalidRequest(e.to_string()))?;
             let info = log.append(batch, 0)?;
             debug_assert!(!info.duplicate, "coordinator batches carry no producer id");
             debug_assert_eq!(info.last_offset - info.base_offset + 1, (end - start) as i64);
             offsets.extend(info.base_offset..=info.last_offset);
             start = end;
         }
-        let last_offset = offsets.last().copied().ok_or_else(|| Error::InvalidRequest("empty append to the offsets topic".into()))?;
+        let last_offset =
+            offsets.last().copied().ok_or_else(|| Error::InvalidRequest("empty append to the offsets topic".into()))?;
         Ok(Appended { log: log.clone(), offsets, last_offset })
     }
 

@@ -93,7 +93,10 @@ async fn commits_and_group_survive_a_restart() {
     assert_eq!(c.fetch_offsets("g", None).await, Ok(vec![(tp.clone(), Some(offset(42)))]));
     // A simple (non-member) commit for another group creates it.
     assert_eq!(c.commit("solo", -1, String::new(), None, vec![(tp.clone(), offset(7))]).await.await, Ok(()));
-    assert_eq!(c.commit("ghost", 3, "m".into(), None, vec![(tp.clone(), offset(7))]).await.await, Err(ResponseError::IllegalGeneration));
+    assert_eq!(
+        c.commit("ghost", 3, "m".into(), None, vec![(tp.clone(), offset(7))]).await.await,
+        Err(ResponseError::IllegalGeneration)
+    );
     let listed: Vec<(String, GroupState)> = c.list().into_iter().map(|(g, s)| (g, s.state)).collect();
     assert_eq!(listed, vec![("g".to_string(), GroupState::Stable), ("solo".to_string(), GroupState::Empty)]);
     cancel.cancel();
@@ -136,7 +139,12 @@ async fn leave_then_delete_and_offset_delete() {
     let (c, _cancel) = coordinator(log);
     let (member, generation) = join_and_sync(&c, "g").await;
     let (a, b) = (("a".to_string(), 0), ("b".to_string(), 0));
-    assert_eq!(c.commit("g", generation, member.clone(), None, vec![(a.clone(), offset(1)), (b.clone(), offset(2))]).await.await, Ok(()));
+    assert_eq!(
+        c.commit("g", generation, member.clone(), None, vec![(a.clone(), offset(1)), (b.clone(), offset(2))])
+            .await
+            .await,
+        Ok(())
+    );
     assert_eq!(c.delete_group("g").await, Err(ResponseError::NonEmptyGroup));
     // Members subscribe to nothing decodable here, so every topic counts as subscribed.
     let r = c.delete_offsets("g", vec![a.clone()]).await;

@@ -7,16 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use strom_log::batch::{validate_batches, ValidBatch, REWRITTEN_PREFIX_LEN};
-use strom_log::{build_batch, PartitionLog, ReadBound};
+use strom_log::batch::{REWRITTEN_PREFIX_LEN, ValidBatch, validate_batches};
+use strom_log::{PartitionLog, ReadBound, build_batch};
 
 /// A multi-thread runtime for tests that need `wait_durable` (and whatever the manager spawns).
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 
 /// SplitMix64: a tiny deterministic generator, so a failing case can be rebuilt from its seed.
@@ -50,13 +46,7 @@ impl Rng {
 
 /// A valid RecordBatch v2 of `records` records of `value_len` random bytes each, fully
 /// determined by `seed` (so a parent process can rebuild what a child appended).
-pub fn make_batch(
-    seed: u64,
-    records: usize,
-    value_len: usize,
-    ts: i64,
-    producer: Option<(i64, i16, i32)>,
-) -> Bytes {
+pub fn make_batch(seed: u64, records: usize, value_len: usize, ts: i64, producer: Option<(i64, i16, i32)>) -> Bytes {
     let mut rng = Rng(seed);
     let values: Vec<Vec<u8>> = (0..records).map(|_| rng.bytes(value_len)).collect();
     let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
@@ -130,18 +120,29 @@ pub fn read_all(log: &PartitionLog, bound: ReadBound, max_bytes: usize) -> Vec<V
         );
         if batches.len() > 1 {
             let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
-            assert!(total <= max_bytes.max(batches[0].bytes.len()), "read({offset}, {max_bytes}) returned {total} bytes");
+            assert!(
+                total <= max_bytes.max(batches[0].bytes.len()),
+                "read({offset}, {max_bytes}) returned {total} bytes"
+            );
         }
         for b in batches {
             let expected = out.last().map_or(b.header.base_offset, |p| p.header.last_offset() + 1);
             assert_eq!(b.header.base_offset, expected, "offsets are not dense");
-            assert!(b.header.last_offset() < limit, "read returned offset {} past the bound {limit}", b.header.last_offset());
+            assert!(
+                b.header.last_offset() < limit,
+                "read returned offset {} past the bound {limit}",
+                b.header.last_offset()
+            );
             offset = b.header.last_offset() + 1;
             out.push(b);
         }
     }
     if let Some(first) = out.first() {
-        assert!(first.header.base_offset <= start, "first batch {} does not cover log start {start}", first.header.base_offset);
+        assert!(
+            first.header.base_offset <= start,
+            "first batch {} does not cover log start {start}",
+            first.header.base_offset
+        );
     }
     out
 }

@@ -213,7 +213,11 @@ struct GroupSnapshot {
 }
 
 /// The group, or `None` if it has no metadata on the broker (it may still have offsets).
-fn describe_group(c: &ClientArgs, consumer: &BaseConsumer<QuietContext>, group: &str) -> anyhow::Result<Option<GroupSnapshot>> {
+fn describe_group(
+    c: &ClientArgs,
+    consumer: &BaseConsumer<QuietContext>,
+    group: &str,
+) -> anyhow::Result<Option<GroupSnapshot>> {
     let list = consumer.fetch_group_list(Some(group), c.timeout).map_err(|e| c.unreachable(e))?;
     let Some(g) = list.groups().iter().find(|g| g.name() == group && g.state() != "Dead") else { return Ok(None) };
     let members = g
@@ -337,7 +341,12 @@ fn join(ps: &[i32]) -> String {
 
 /// Fails unless the group has no members: a reset under running consumers would be
 /// overwritten by their next commit (and the broker refuses it anyway).
-fn require_empty(c: &ClientArgs, consumer: &BaseConsumer<QuietContext>, group: &str, action: &str) -> anyhow::Result<()> {
+fn require_empty(
+    c: &ClientArgs,
+    consumer: &BaseConsumer<QuietContext>,
+    group: &str,
+    action: &str,
+) -> anyhow::Result<()> {
     if let Some(g) = describe_group(c, consumer, group)? {
         if !g.members.is_empty() || g.state != "Empty" {
             bail!(
@@ -391,11 +400,16 @@ fn reset(
         .map_err(|e| anyhow!("cannot read the committed offsets of {group:?}: {}", short_error(&e)))?;
     let by_time = match &target.to_datetime {
         Some(s) => {
-            let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("--to-datetime {s:?} is not an RFC 3339 time"))?;
+            let t = humantime::parse_rfc3339_weak(s)
+                .with_context(|| format!("--to-datetime {s:?} is not an RFC 3339 time"))?;
             let ms = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             let mut q = tpl.clone();
             q.set_all_offsets(Offset::Offset(ms)).map_err(|e| anyhow!("{e}"))?;
-            Some(consumer.offsets_for_times(q, c.timeout).map_err(|e| anyhow!("cannot look up offsets by time: {}", short_error(&e)))?)
+            Some(
+                consumer
+                    .offsets_for_times(q, c.timeout)
+                    .map_err(|e| anyhow!("cannot look up offsets by time: {}", short_error(&e)))?,
+            )
         }
         None => None,
     };
@@ -414,7 +428,8 @@ fn reset(
             n.clamp(low, high)
         } else {
             // No record at or after the time: the end of the log.
-            let found = by_time.as_ref().and_then(|r| r.find_partition(topic, partition)).and_then(|e| e.offset().to_raw());
+            let found =
+                by_time.as_ref().and_then(|r| r.find_partition(topic, partition)).and_then(|e| e.offset().to_raw());
             found.filter(|o| *o >= 0).unwrap_or(high)
         };
         let prev = previous.find_partition(topic, partition).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0);
@@ -423,14 +438,20 @@ fn reset(
     }
     if !dry_run {
         consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
-            anyhow!("committing the new offsets of {group:?} failed: {} (is a consumer of the group running?)", short_error(&e))
+            anyhow!(
+                "committing the new offsets of {group:?} failed: {} (is a consumer of the group running?)",
+                short_error(&e)
+            )
         })?;
     }
     match c.output {
         Output::Json => print_json(&serde_json::json!({ "group": group, "dry_run": dry_run, "offsets": plan })),
         Output::Table => {
             let dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-            let rows = plan.iter().map(|r| vec![r.topic.clone(), r.partition.to_string(), dash(r.previous), r.new.to_string()]).collect();
+            let rows = plan
+                .iter()
+                .map(|r| vec![r.topic.clone(), r.partition.to_string(), dash(r.previous), r.new.to_string()])
+                .collect();
             print_table(&["topic", "partition", "previous", "new"], rows)?;
             if dry_run {
                 println!("(dry run: nothing committed)");
@@ -442,14 +463,15 @@ fn reset(
 
 fn delete(c: &ClientArgs, group: &str) -> anyhow::Result<()> {
     let admin = c.admin()?;
-    let results = runtime()?
-        .block_on(admin.delete_groups(&[group], &c.admin_options()))
-        .map_err(|e| c.unreachable(e))?;
+    let results =
+        runtime()?.block_on(admin.delete_groups(&[group], &c.admin_options())).map_err(|e| c.unreachable(e))?;
     for r in results {
         if let Err((name, code)) = r {
             use rdkafka::types::RDKafkaErrorCode as E;
             match code {
-                E::NonEmptyGroup => bail!("cannot delete group {name:?}: it has active members; stop its consumers first"),
+                E::NonEmptyGroup => {
+                    bail!("cannot delete group {name:?}: it has active members; stop its consumers first")
+                }
                 E::GroupIdNotFound => bail!("no consumer group named {name:?}"),
                 other => bail!("deleting group {name:?} failed: {other}"),
             }
@@ -474,7 +496,11 @@ mod tests {
         use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
         use kafka_protocol::protocol::Encodable;
         let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![
-            TopicPartition::default().with_topic(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("t"))).with_partitions(vec![0, 2]),
+            TopicPartition::default()
+                .with_topic(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "t",
+                )))
+                .with_partitions(vec![0, 2]),
         ]);
         let mut buf = bytes::BytesMut::new();
         buf.put_i16(1);

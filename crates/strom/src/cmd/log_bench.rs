@@ -25,11 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use strom_log::{build_batch, validate_batches, FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound};
+use strom_log::{FlushPolicy, LogConfig, LogManager, ManagerConfig, ReadBound, build_batch, validate_batches};
 
 /// Arguments of `strom log-bench`.
 #[derive(Debug, clap::Args)]
@@ -220,7 +220,10 @@ fn run_in(args: &Args, root: &Path) -> anyhow::Result<Report> {
     let raw_all = |when: &'static str, raw: &mut Vec<RawResult>| -> anyhow::Result<()> {
         for &g in &groups {
             let r = raw_run(root, &batches, args.duration, when, g)?;
-            progress(format!("raw, {g} batches per fdatasync ({when}): {:.1} MB/s, p50 {:.3} ms", r.mb_per_s, r.latency.p50_ms));
+            progress(format!(
+                "raw, {g} batches per fdatasync ({when}): {:.1} MB/s, p50 {:.3} ms",
+                r.mb_per_s, r.latency.p50_ms
+            ));
             raw.push(r);
         }
         Ok(())
@@ -241,11 +244,8 @@ fn run_in(args: &Args, root: &Path) -> anyhow::Result<Report> {
 
     // Conservative baselines: the best raw figures of the run.
     let baseline_mb_per_s = raw.iter().map(|r| r.mb_per_s).fold(0.0, f64::max);
-    let baseline_fdatasync_p50_ms = raw
-        .iter()
-        .filter(|r| r.batches_per_fdatasync == 1)
-        .map(|r| r.latency.p50_ms)
-        .fold(f64::INFINITY, f64::min);
+    let baseline_fdatasync_p50_ms =
+        raw.iter().filter(|r| r.batches_per_fdatasync == 1).map(|r| r.latency.p50_ms).fold(f64::INFINITY, f64::min);
     for r in &mut log {
         let same: Vec<&RawResult> = raw.iter().filter(|x| x.batches_per_fdatasync == r.appenders).collect();
         let same_mb_per_s = same.iter().map(|x| x.mb_per_s).fold(0.0, f64::max);
@@ -339,7 +339,13 @@ fn histogram() -> Histogram<u64> {
 
 /// One stream for `duration`: `write` `group` batches, then `fdatasync`; the latency of a
 /// sample is from its first write to the end of the fdatasync.
-fn raw_run(root: &Path, batches: &[Bytes], duration: Duration, when: &'static str, group: usize) -> anyhow::Result<RawResult> {
+fn raw_run(
+    root: &Path,
+    batches: &[Bytes],
+    duration: Duration,
+    when: &'static str,
+    group: usize,
+) -> anyhow::Result<RawResult> {
     let path = root.join(format!("raw-{when}-{group}.bin"));
     let mut file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let mut hist = histogram();
@@ -539,7 +545,17 @@ fn print_report(r: &Report) {
     println!();
     println!(
         "{:<34} {:>8} {:>10} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>9} {:>11}",
-        "run", "MB/s", "batches/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "vs raw", "vs raw/N", "p99/fsync", "p99/fsync/N"
+        "run",
+        "MB/s",
+        "batches/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "vs raw",
+        "vs raw/N",
+        "p99/fsync",
+        "p99/fsync/N"
     );
     for raw in &r.raw {
         println!(
@@ -575,7 +591,9 @@ fn print_report(r: &Report) {
         r.baseline_mb_per_s, r.baseline_fdatasync_p50_ms
     );
     println!("vs raw: log MB/s / best raw MB/s; vs raw/N: / best raw run writing N batches per fdatasync");
-    println!("p99/fsync: log p99 / one batch's write+fdatasync p50; p99/fsync/N: / p50 of writing N batches + fdatasync");
+    println!(
+        "p99/fsync: log p99 / one batch's write+fdatasync p50; p99/fsync/N: / p50 of writing N batches + fdatasync"
+    );
     for l in &r.log {
         println!(
             "log, {} appenders: {} records acknowledged, log end offset after reopen {}, {} of {} batches read back with valid CRCs: {}",

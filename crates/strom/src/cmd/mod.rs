@@ -8,5 +8,5 @@ pub mod consume;
 pub mod group;
 pub mod log_bench;
 pub mod produce;
-pub mod topic;
 pub mod serve;
+pub mod topic;

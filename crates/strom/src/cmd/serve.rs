@@ -84,8 +84,10 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     let mut ready_contents = broker.local_addr().to_string();
     let ready = Arc::new(AtomicBool::new(false));
     if !metrics_listen.is_empty() {
-        let addr: std::net::SocketAddr = metrics_listen.parse().with_context(|| format!("metrics address {metrics_listen:?}"))?;
-        let listener = strom_broker::metrics::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        let addr: std::net::SocketAddr =
+            metrics_listen.parse().with_context(|| format!("metrics address {metrics_listen:?}"))?;
+        let listener =
+            strom_broker::metrics::bind(addr).await.with_context(|| format!("binding the metrics endpoint {addr}"))?;
         let bound = listener.local_addr().context("reading the metrics address")?;
         info!(addr = %bound, "metrics endpoint at /metrics, readiness at /health");
         ready_contents.push_str(&format!("\nmetrics={bound}"));

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
-use rdkafka::admin::{AdminClient, ConfigEntry, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, ConfigEntry, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::metadata::{Metadata, MetadataTopic};
 use serde::Serialize;
 

@@ -103,10 +103,8 @@ impl TestBroker {
         let Some(mut child) = self.child.take() else {
             panic!("stop(): the broker is not running");
         };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("running kill -TERM");
+        let status =
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("running kill -TERM");
         assert!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + STOP_DEADLINE;
         loop {

@@ -235,13 +235,18 @@ pub fn raw_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: usize, tim
 }
 
 /// A ProduceRequest with one record set for `topic`/`partition`.
-pub fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> kafka_protocol::messages::ProduceRequest {
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    records: Bytes,
+) -> kafka_protocol::messages::ProduceRequest {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_string()))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))],
+        ),
     ])
 }
 

@@ -14,7 +14,8 @@ use super::{
 impl Group {
     /// Handles a JoinGroup. The answer to `waiter` is in `out` now or after a later event.
     pub fn join(&mut self, now: Now, waiter: WaiterId, req: JoinRequest, out: &mut Outputs) {
-        let reject = |out: &mut Outputs, e| out.replies.push(Reply::Join(waiter, JoinResult::error(req.member_id.clone(), e)));
+        let reject =
+            |out: &mut Outputs, e| out.replies.push(Reply::Join(waiter, JoinResult::error(req.member_id.clone(), e)));
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
         {
@@ -156,7 +157,14 @@ impl Group {
             .collect()
     }
 
-    fn add_member_and_rebalance(&mut self, now: Now, waiter: WaiterId, req: JoinRequest, member_id: String, out: &mut Outputs) {
+    fn add_member_and_rebalance(
+        &mut self,
+        now: Now,
+        waiter: WaiterId,
+        req: JoinRequest,
+        member_id: String,
+        out: &mut Outputs,
+    ) {
         let member = Member {
             member_id: member_id.clone(),
             group_instance_id: req.group_instance_id,
@@ -388,7 +396,8 @@ impl Group {
         if self.members.get(&leader).is_some_and(|m| m.awaiting_join.is_some()) {
             return true;
         }
-        let joined = self.members_in_order().into_iter().find(|m| m.awaiting_join.is_some()).map(|m| m.member_id.clone());
+        let joined =
+            self.members_in_order().into_iter().find(|m| m.awaiting_join.is_some()).map(|m| m.member_id.clone());
         match joined {
             Some(id) => {
                 tracing::info!(group = %self.group_id, old = %leader, new = %id, "leader did not rejoin; electing a new one");
@@ -430,9 +439,7 @@ impl Group {
                 best = Some((p.name.as_str(), v));
             }
         }
-        best.map(|(n, _)| n.to_string())
-            .or_else(|| first.protocols.first().map(|p| p.name.clone()))
-            .unwrap_or_default()
+        best.map(|(n, _)| n.to_string()).or_else(|| first.protocols.first().map(|p| p.name.clone())).unwrap_or_default()
     }
 
     /// Removes a member without triggering anything (Kafka's `group.remove`).

@@ -69,11 +69,8 @@ impl Group {
                 }
                 self.pending_sync.remove(member_id);
                 if self.is_leader(member_id) && self.storing_assignment != Some(self.generation) {
-                    let mut assignment: BTreeMap<String, Bytes> = req
-                        .assignments
-                        .into_iter()
-                        .filter(|(id, _)| self.members.contains_key(id))
-                        .collect();
+                    let mut assignment: BTreeMap<String, Bytes> =
+                        req.assignments.into_iter().filter(|(id, _)| self.members.contains_key(id)).collect();
                     for id in self.members.keys() {
                         assignment.entry(id.clone()).or_default();
                     }
@@ -103,7 +100,13 @@ impl Group {
 
     /// Handles a Heartbeat: `Ok` keeps the member alive; `REBALANCE_IN_PROGRESS` tells it to
     /// rejoin (its session is still refreshed).
-    pub fn heartbeat(&mut self, now: Now, member_id: &str, instance: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub fn heartbeat(
+        &mut self,
+        now: Now,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -131,7 +134,12 @@ impl Group {
 
     /// Handles a LeaveGroup: one result per member named, or a group-level error. Each member
     /// that leaves triggers a rebalance at once (or completes the running one).
-    pub fn leave(&mut self, now: Now, leaving: &[LeaveMember], out: &mut Outputs) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+    pub fn leave(
+        &mut self,
+        now: Now,
+        leaving: &[LeaveMember],
+        out: &mut Outputs,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -163,7 +171,13 @@ impl Group {
 
     /// Checks that an OffsetCommit may be stored (Kafka's `validateOffsetCommit` and the state
     /// check after it). A commit from a member also counts as a heartbeat.
-    pub fn validate_commit(&mut self, now: Now, generation: i32, member_id: &str, instance: Option<&str>) -> Result<(), ResponseError> {
+    pub fn validate_commit(
+        &mut self,
+        now: Now,
+        generation: i32,
+        member_id: &str,
+        instance: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }

@@ -84,7 +84,13 @@ impl H {
         (w, out)
     }
 
-    fn sync(&mut self, t: i64, member_id: &str, generation: i32, assignments: &[(&str, &'static [u8])]) -> (WaiterId, Outputs) {
+    fn sync(
+        &mut self,
+        t: i64,
+        member_id: &str,
+        generation: i32,
+        assignments: &[(&str, &'static [u8])],
+    ) -> (WaiterId, Outputs) {
         let w = self.waiter();
         let req = SyncRequest {
             member_id: member_id.into(),
@@ -174,7 +180,11 @@ fn first_member_gets_an_id_then_leads_generation_one_after_the_initial_delay() {
         leader: "a".into(),
         skip_assignment: false,
         member_id: "a".into(),
-        members: vec![JoinedMember { member_id: "a".into(), group_instance_id: None, metadata: Bytes::from_static(b"sub") }],
+        members: vec![JoinedMember {
+            member_id: "a".into(),
+            group_instance_id: None,
+            metadata: Bytes::from_static(b"sub"),
+        }],
     };
     assert_eq!(out.replies, vec![Reply::Join(w, expected)]);
     assert_eq!(h.g.state(), GroupState::CompletingRebalance);
@@ -454,7 +464,9 @@ fn only_empty_groups_can_be_deleted() {
 fn protocol_vote_picks_what_most_members_prefer() {
     let mut g = Group::new("g", cfg(), at(0));
     let mut out = Outputs::default();
-    let p = |names: &[&str]| names.iter().map(|n| Protocol { name: n.to_string(), metadata: Bytes::new() }).collect::<Vec<_>>();
+    let p = |names: &[&str]| {
+        names.iter().map(|n| Protocol { name: n.to_string(), metadata: Bytes::new() }).collect::<Vec<_>>()
+    };
     for (i, names) in [["range", "roundrobin"], ["roundrobin", "range"], ["roundrobin", "range"]].iter().enumerate() {
         let req = JoinRequest {
             member_id: String::new(),

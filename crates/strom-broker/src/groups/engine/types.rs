@@ -318,4 +318,3 @@ pub struct GroupDescription {
     /// Current generation.
     pub generation: i32,
 }
-
