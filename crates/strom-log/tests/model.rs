@@ -541,6 +541,9 @@ fn check_read(log: &PartitionLog, m: &Model, idx: &Index, max_bytes: usize) {
 
 /// The whole log against the model.
 fn verify(log: &PartitionLog, m: &Model, when: &str) {
+    if let Err(broken) = log.validate() {
+        panic!("{when}: invariant broken: {broken}");
+    }
     assert_eq!(log.log_start_offset(), m.start, "{when}: log start");
     assert_eq!(log.log_end_offset(), m.end, "{when}: log end");
     let hw = log.high_watermark();
