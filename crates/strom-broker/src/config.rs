@@ -59,10 +59,19 @@ pub struct Config {
     /// Largest fetch response (and partition share of one) the broker builds, whatever the
     /// client asks (Kafka's `fetch.max.bytes`). Default: 57671680 (55 MiB).
     pub fetch_max_bytes: usize,
-    /// Fsyncs of different partitions that may run at once (the group-commit flusher's
-    /// threads); more overlap helps disks that serve concurrent flushes in parallel.
+    /// Fsyncs of different partitions that may run at once: the flusher threads that serve
+    /// `interval`/`never` and, with `journal = false`, the per-partition group commit.
     /// Default: 4.
     pub flush_threads: usize,
+    /// Acknowledge `always` appends through the node journal: one `fdatasync` per round
+    /// covers every partition appended since the last round, so a produce to many partitions
+    /// costs about one fsync, not one per partition (docs/ARCHITECTURE.md). `false` fsyncs
+    /// each partition's segment instead (for comparison). Default: true.
+    pub journal: bool,
+    /// Size of one journal file; a checkpoint (an fsync of each partition journaled since
+    /// the last one) runs each time one fills, and a restart after a crash replays at most
+    /// about two. Default: 134217728 (128 MiB).
+    pub journal_file_bytes: u64,
     /// Zero-filled space kept ahead of a busy partition's active segment so an append's
     /// fsync has no block allocation to commit through the filesystem journal (about half
     /// the fsync time on ext4); 0 turns it off. See `strom_log::ManagerConfig`. Default:
@@ -99,6 +108,8 @@ impl Default for Config {
             shutdown_timeout_ms: 10_000,
             fetch_max_bytes: 55 * 1024 * 1024,
             flush_threads: 4,
+            journal: true,
+            journal_file_bytes: 128 * 1024 * 1024,
             preallocate_bytes: 512 * 1024,
             max_open_sealed_segments: 512,
             producer_id_expiration_ms: 86_400_000,
@@ -165,6 +176,12 @@ impl Config {
             return Err(Error::Config {
                 field: "flush_threads",
                 reason: format!("{} is outside 1..=256", self.flush_threads),
+            });
+        }
+        if self.journal_file_bytes < 1024 * 1024 {
+            return Err(Error::Config {
+                field: "journal_file_bytes",
+                reason: format!("{} is below 1048576 (1 MiB)", self.journal_file_bytes),
             });
         }
         if self.max_open_sealed_segments == 0 {

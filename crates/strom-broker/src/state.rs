@@ -57,11 +57,14 @@ impl BrokerState {
     /// advertised unless the config names another.
     pub async fn open(config: Config, bound: SocketAddr, shutdown: CancellationToken) -> Result<BrokerState> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| Error::io(format!("creating data directory {}", data_dir.display()), e))?;
+        // Durably: a data directory whose own entry is lost at a power cut takes every
+        // acknowledged record with it.
+        strom_log::create_dir_durable(&data_dir)?;
         let mut mcfg = ManagerConfig::new(&data_dir);
         mcfg.default_log = config.log.to_log_config()?;
         mcfg.flush_threads = config.flush_threads;
+        mcfg.journal = config.journal;
+        mcfg.journal_file_bytes = config.journal_file_bytes;
         mcfg.preallocate_bytes = config.preallocate_bytes;
         mcfg.max_open_sealed_segments = config.max_open_sealed_segments;
         mcfg.producer_id_expiration_ms = config.producer_id_expiration_ms;

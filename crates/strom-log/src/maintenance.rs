@@ -12,6 +12,16 @@ impl PartitionLog {
     /// batch boundary at or below `offset` (as Kafka truncates: whole batches). Used by a
     /// follower that diverged from its leader. The cut is fsynced before this returns.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        // With the journal: the segment is fsynced (so it holds every journaled record of this
+        // log), then a record voiding them is made durable, and only then is the segment cut,
+        // so a replay can neither put back what this cuts nor lose what it keeps. Done before
+        // taking the lock: the round that writes the record may need it for an earlier append.
+        if let Some(c) = &self.inner.env.committer {
+            if offset < self.log_end_offset() && offset >= self.log_start_offset() {
+                self.sync_for_checkpoint()?;
+                c.control(self.topic(), self.partition(), crate::journal::RecordBody::Truncate(offset))?;
+            }
+        }
         let mut st = self.lock()?;
         if st.failed {
             return Err(Error::StorageFailed { path: self.dir().to_path_buf() });

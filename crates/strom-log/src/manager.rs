@@ -4,25 +4,24 @@
 //! Layout: `<data_dir>/<topic>-<partition>/<base-offset:020>.{log,index,timeindex,snapshot}`
 //! and `<data_dir>/.clean_shutdown` while the directory is closed cleanly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::JournalStats;
 use crate::config::{LogConfig, ManagerConfig};
 use crate::error::{Error, Result};
 use crate::fd_cache::FdCache;
 use crate::flusher::Flusher;
+use crate::journal::{Checkpointer, CommitHold, Committer, RecordBody};
 use crate::partition::{Env, PartitionLog, now_ms};
 use crate::recovery::load_partition;
 
 const CLEAN_MARKER: &str = ".clean_shutdown";
 
-/// Fsyncs a directory so entries created, renamed or removed in it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
-}
+pub(crate) use crate::dirs::sync_dir;
 
 /// Checks a topic name the way Kafka does (`[a-zA-Z0-9._-]`, 1..=249 chars, not `.`/`..`),
 /// which also guarantees it is a safe single path component.
@@ -46,6 +45,8 @@ struct Inner {
     config: ManagerConfig,
     env: Arc<Env>,
     logs: RwLock<HashMap<(String, i32), PartitionLog>>,
+    /// Partitions whose files [`LogManager::create`] is making, outside the `logs` lock.
+    creating: Mutex<HashSet<(String, i32)>>,
     shutdown: Mutex<bool>,
     retention_stop: Arc<(Mutex<bool>, Condvar)>,
     retention_thread: Mutex<Option<JoinHandle<()>>>,
@@ -66,12 +67,21 @@ impl LogManager {
     /// Partitions found on disk get `config.default_log` until [`PartitionLog::set_config`].
     pub fn open(config: ManagerConfig) -> Result<LogManager> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::dirs::create_dir_durable(&dir)?;
         let marker = dir.join(CLEAN_MARKER);
         let clean = marker.exists();
         let flusher = Flusher::start(config.flush_threads, "strom-flusher").map_err(|e| Error::io(&dir, e))?;
         let preallocator = Flusher::start(1, "strom-prealloc").map_err(|e| Error::io(&dir, e))?;
+        let journal_dir = dir.join(crate::journal::DIR_NAME);
+        let committer = match config.journal {
+            true => {
+                let ck = Checkpointer::start(journal_dir.clone()).map_err(|e| Error::io(&journal_dir, e))?;
+                Some(Arc::new(Committer::new(ck)))
+            }
+            false => None,
+        };
         let env = Arc::new(Env {
+            committer,
             flusher,
             preallocator,
             preallocate_bytes: config.preallocate_bytes,
@@ -88,6 +98,9 @@ impl LogManager {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name == crate::journal::DIR_NAME {
+                continue;
+            }
             let Some((topic, partition)) = parse_partition_dir(&name) else {
                 tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not <topic>-<partition>");
                 continue;
@@ -95,6 +108,13 @@ impl LogManager {
             let state = load_partition(&entry.path(), config.default_log.clone(), clean, &env.fd_cache)?;
             let log = PartitionLog::from_state(&topic, partition, entry.path(), state, env.clone());
             logs.insert((topic, partition), log);
+        }
+        // The journal is replayed even when it is now turned off: what it holds was acknowledged.
+        if config.journal || journal_dir.exists() {
+            let (writer, replayed) = crate::journal::recover(&journal_dir, &logs, config.journal_file_bytes)?;
+            if let Some(c) = &env.committer {
+                c.start(writer, replayed.batches).map_err(|e| Error::io(&journal_dir, e))?;
+            }
         }
         if clean {
             // From now on a crash must be treated as unclean.
@@ -106,6 +126,7 @@ impl LogManager {
             config,
             env,
             logs: RwLock::new(logs),
+            creating: Mutex::new(HashSet::new()),
             shutdown: Mutex::new(false),
             retention_stop: Arc::new((Mutex::new(false), Condvar::new())),
             retention_thread: Mutex::new(None),
@@ -140,6 +161,18 @@ impl LogManager {
         }
     }
 
+    /// Holds back the journal's round thread while a caller appends to several partitions as
+    /// one request, so that (when it is idle) they make one round: drop the guard once the
+    /// appends are made, before waiting for them. `None` when the journal is off.
+    pub fn hold_commits(&self) -> Option<CommitHold> {
+        self.inner.env.committer.as_ref().map(|c| c.hold())
+    }
+
+    /// What the node journal has done since the directory was opened; `None` when it is off.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.inner.env.committer.as_ref().map(|c| c.stats())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.inner.config.data_dir
@@ -156,21 +189,44 @@ impl LogManager {
             return Err(Error::InvalidConfig(format!("negative partition {partition}")));
         }
         let config = config.validate()?;
+        let key = (topic.to_string(), partition);
+        // The map's lock is held only to look and to publish, never across the file work and
+        // fsyncs below: produce and fetch look partitions up in it all the time.
+        {
+            let logs = self.inner.logs.read().unwrap_or_else(|p| p.into_inner());
+            let mut creating = self.inner.creating.lock().unwrap_or_else(|p| p.into_inner());
+            if logs.contains_key(&key) || !creating.insert(key.clone()) {
+                return Err(Error::AlreadyExists(format!("{topic}-{partition}")));
+            }
+        }
+        let created = self.create_files(topic, partition, config);
         let mut logs = self.inner.logs.write().unwrap_or_else(|p| p.into_inner());
+        self.inner.creating.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let log = created?;
+        if self.is_shut_down() {
+            // Shutdown closed every log it saw; this one it did not.
+            drop(logs);
+            log.close()?;
+            return Err(Error::Closed(format!("{topic}-{partition}")));
+        }
+        logs.insert(key, log.clone());
+        Ok(log)
+    }
+
+    /// The file work of [`LogManager::create`], with no manager lock held.
+    fn create_files(&self, topic: &str, partition: i32, config: LogConfig) -> Result<PartitionLog> {
         if self.is_shut_down() {
             return Err(Error::Closed(format!("{topic}-{partition}")));
         }
-        let key = (topic.to_string(), partition);
-        if logs.contains_key(&key) {
-            return Err(Error::AlreadyExists(format!("{topic}-{partition}")));
-        }
         let dir = self.partition_dir(topic, partition);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // The partition directory's entry is durable (its parent fsynced) before anything in
+        // it can be acknowledged; a directory left by an earlier failed create gets its parent
+        // fsynced here too.
+        if !crate::dirs::create_dir_durable(&dir)? {
+            sync_dir(&self.inner.config.data_dir)?;
+        }
         let state = load_partition(&dir, config, false, &self.inner.env.fd_cache)?;
-        sync_dir(&self.inner.config.data_dir)?;
-        let log = PartitionLog::from_state(topic, partition, dir, state, self.inner.env.clone());
-        logs.insert(key, log.clone());
-        Ok(log)
+        Ok(PartitionLog::from_state(topic, partition, dir, state, self.inner.env.clone()))
     }
 
     /// The partition log, if it exists.
@@ -188,7 +244,19 @@ impl LogManager {
         let removed =
             self.inner.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&(topic.to_string(), partition));
         let Some(log) = removed else { return Ok(()) };
+        // No append after this one (so none is journaled after the deletion's record).
         log.mark_closed();
+        // With the journal: fsync the segment, then make a record voiding this partition's
+        // journaled records durable before the files go, so a replay gives none of them to a
+        // partition created again under the name, and a crash before the removal is durable
+        // leaves the partition whole.
+        if let Some(c) = &self.inner.env.committer {
+            if let Err(e) = log.sync_active(true) {
+                // A failed log is deleted all the same; what it held is being thrown away.
+                tracing::warn!(topic, partition, error = %e, "deleting a partition whose segment could not be fsynced");
+            }
+            c.control(topic, partition, RecordBody::Delete)?;
+        }
         let dir = log.dir().to_path_buf();
         if let Ok(st) = log.lock() {
             for seg in st.segments.values() {
@@ -242,6 +310,7 @@ impl LogManager {
         if let Some(t) = self.inner.retention_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        let next_jsn = self.inner.env.committer.as_ref().map(|c| c.stop());
         self.inner.env.flusher.stop();
         let mut first_error = None;
         for log in self.list() {
@@ -256,6 +325,13 @@ impl LogManager {
             return Err(e);
         }
         let dir = &self.inner.config.data_dir;
+        if let (Some(jsn), Some(c)) = (next_jsn, &self.inner.env.committer) {
+            if c.is_pinned() {
+                return Err(Error::StorageFailed { path: dir.join(crate::journal::DIR_NAME) });
+            }
+            // Every log is closed (fsynced): nothing in the journal needs replaying.
+            crate::journal::write_checkpoint(&dir.join(crate::journal::DIR_NAME), jsn)?;
+        }
         let marker = dir.join(CLEAN_MARKER);
         std::fs::File::create(&marker).and_then(|f| f.sync_all()).map_err(|e| Error::io(&marker, e))?;
         sync_dir(dir)?;

@@ -53,6 +53,9 @@ fn config(segment_bytes: u64) -> LogConfig {
 fn manager(dir: &Path, cfg: &LogConfig) -> LogManager {
     let mut m = ManagerConfig::new(dir);
     m.default_log = cfg.clone();
+    // The segment's own recovery, alone: with the node journal on, a replay would put the
+    // cut batches back (tests/journal.rs shows that repair).
+    m.journal = false;
     LogManager::open(m).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
 }
 

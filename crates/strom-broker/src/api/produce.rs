@@ -27,6 +27,9 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
     let state = &ctx.state;
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
+    // Every partition of the request joins the same durability round (one fsync of the
+    // journal) when the journal's round thread is idle.
+    let hold = state.logs.hold_commits();
     for topic in req.topic_data {
         let name: &str = &topic.name.0;
         let mut parts = Vec::with_capacity(topic.partition_data.len());
@@ -54,6 +57,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
         }
         topics.push((topic.name, parts));
     }
+    drop(hold);
     if acks == 0 {
         // No response to carry an error: like Kafka, close the connection instead, so the
         // client notices and refreshes its metadata.

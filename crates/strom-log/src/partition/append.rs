@@ -9,9 +9,10 @@ use bytes::Bytes;
 
 use super::prealloc::Preallocate;
 use super::{AppendInfo, PartitionLog, State, now_ms};
-use crate::batch::{REWRITTEN_PREFIX_LEN, rewritten_prefix, validate_batches};
+use crate::batch::{BatchHeader, REWRITTEN_PREFIX_LEN, rewritten_prefix, validate_batches};
 use crate::config::{BACKGROUND_FLUSH_BYTES, FlushPolicy};
 use crate::error::{Error, Result};
+use crate::journal::Pending;
 use crate::producer_state::{ProducerStates, SeqCheck};
 use crate::segment::{Indexes, Segment, segment_file};
 
@@ -25,12 +26,7 @@ impl PartitionLog {
         let batches = validate_batches(&records)?;
         let now = now_ms();
         let mut st = self.lock()?;
-        if st.failed {
-            return Err(Error::StorageFailed { path: self.inner.dir.clone() });
-        }
-        if st.closed {
-            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
-        }
+        self.check_writable(&st)?;
         let max = st.config.max_message_bytes;
         if let Some(b) = batches.iter().find(|b| b.bytes.len() > max) {
             return Err(Error::MessageTooLarge { size: b.bytes.len(), max });
@@ -68,44 +64,22 @@ impl PartitionLog {
             slices.push(IoSlice::new(&b.bytes[REWRITTEN_PREFIX_LEN..]));
         }
         self.write_active(&mut st, &mut slices, total)?;
-
-        // Bookkeeping.
-        let interval = st.config.index_interval_bytes;
-        let policy = st.config.flush_policy;
-        let State { segments, producers, .. } = &mut *st;
-        let seg = segments.values_mut().next_back().expect("active segment");
-        let mut pos = seg.size;
-        let mut max_timestamp = -1;
-        for h in &headers {
-            seg.max_timestamp = seg.max_timestamp.max(h.max_timestamp);
-            max_timestamp = max_timestamp.max(h.max_timestamp);
-            if let Some(ix) = seg.indexes.as_mut() {
-                ix.on_batch(seg.base_offset, h, pos, seg.max_timestamp, interval);
-            }
-            producers.record(h);
-            pos += h.total_len() as u64;
-        }
-        seg.size = pos;
-        seg.file_len = seg.file_len.max(pos);
-        seg.next_offset = next;
-        if seg.first_append_ms < 0 {
-            seg.first_append_ms = now;
-        }
-        st.next_offset = next;
-        st.dirty = true;
-        st.appends_since_flush += 1;
-        st.bytes_since_flush += total;
-        st.appended_since_open = st.appended_since_open.saturating_add(total);
-        self.inner.leo.store(next, Ordering::Release);
+        let max_timestamp = self.record_appended(&mut st, &headers, total, now);
         let record_count = (next - base_offset) as u32;
-        if self.claim_preallocation(&mut st) {
-            self.inner.env.preallocator.request(Arc::new(Preallocate(self.inner.me.clone())));
-        }
-        match policy {
-            FlushPolicy::Always => {
-                drop(st);
-                self.request_flush(None);
-            }
+        match st.config.flush_policy {
+            FlushPolicy::Always => match &self.inner.env.committer {
+                Some(committer) => {
+                    // Handed over under the lock, so the journal gets this partition's appends
+                    // in offset order.
+                    let stored = prefixes.into_iter().zip(batches.into_iter().map(|b| b.bytes)).collect();
+                    let Some(me) = self.inner.me.upgrade() else { return Err(self.closed_error()) };
+                    committer.submit(Pending { log: me, generation: st.generation, end: next, batches: stored });
+                }
+                None => {
+                    drop(st);
+                    self.request_flush(None);
+                }
+            },
             FlushPolicy::Interval(every) => {
                 self.publish_durable(next);
                 let background = st.bytes_since_flush >= BACKGROUND_FLUSH_BYTES;
@@ -124,6 +98,98 @@ impl PartitionLog {
             }
         }
         Ok(AppendInfo { base_offset, last_offset: next - 1, max_timestamp, record_count, duplicate: false })
+    }
+
+    /// Appends batches exactly as they were stored (offsets and leader epochs already set),
+    /// from the journal at startup: the batches the segment already holds are skipped, the
+    /// rest must continue at the log end. Nothing is queued for a flush; the caller fsyncs.
+    /// Returns how many batches were appended.
+    pub(crate) fn replay_stored(&self, records: &Bytes) -> Result<usize> {
+        let now = now_ms();
+        let mut st = self.lock()?;
+        self.check_writable(&st)?;
+        let end = st.next_offset;
+        let mut skip = 0;
+        while let Some(h) = crate::batch::BatchHeader::parse(&records[skip..]) {
+            if h.last_offset() >= end || skip + h.total_len() > records.len() {
+                break;
+            }
+            skip += h.total_len();
+        }
+        if skip == records.len() {
+            return Ok(0);
+        }
+        let batches = validate_batches(&records.slice(skip..))?;
+        let mut expected = end;
+        for b in &batches {
+            if b.header.base_offset != expected {
+                return Err(Error::Corrupted {
+                    path: self.inner.dir.clone(),
+                    position: 0,
+                    reason: format!(
+                        "journal batch at offset {} does not continue the log at {expected}",
+                        b.header.base_offset
+                    ),
+                });
+            }
+            expected = b.header.last_offset() + 1;
+        }
+        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+        self.maybe_roll(&mut st, total, now)?;
+        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.bytes)).collect();
+        self.write_active(&mut st, &mut slices, total)?;
+        let headers: Vec<_> = batches.iter().map(|b| b.header).collect();
+        self.record_appended(&mut st, &headers, total, now);
+        Ok(batches.len())
+    }
+
+    /// Refuses writes to a failed or closed log.
+    fn check_writable(&self, st: &State) -> Result<()> {
+        if st.failed {
+            return Err(Error::StorageFailed { path: self.inner.dir.clone() });
+        }
+        if st.closed {
+            return Err(self.closed_error());
+        }
+        Ok(())
+    }
+
+    /// The bookkeeping after batches with `headers` (`total` bytes) were written at the end of
+    /// the active segment: indexes, producer state, offsets, flush counters, preallocation.
+    /// Returns the largest timestamp among them.
+    fn record_appended(&self, st: &mut State, headers: &[BatchHeader], total: u64, now: i64) -> i64 {
+        let interval = st.config.index_interval_bytes;
+        let State { segments, producers, .. } = &mut *st;
+        let seg = segments.values_mut().next_back().expect("active segment");
+        let mut pos = seg.size;
+        let mut max_timestamp = -1;
+        for h in headers {
+            seg.max_timestamp = seg.max_timestamp.max(h.max_timestamp);
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            if let Some(ix) = seg.indexes.as_mut() {
+                ix.on_batch(seg.base_offset, h, pos, seg.max_timestamp, interval);
+            }
+            producers.record(h);
+            pos += h.total_len() as u64;
+        }
+        let next = headers.last().map_or(st.next_offset, |h| h.last_offset() + 1);
+        let seg = st.active();
+        seg.size = pos;
+        seg.file_len = seg.file_len.max(pos);
+        seg.next_offset = next;
+        if seg.first_append_ms < 0 {
+            seg.first_append_ms = now;
+        }
+        st.next_offset = next;
+        st.dirty = true;
+        st.appends_since_flush += 1;
+        st.bytes_since_flush += total;
+        st.appended_since_open = st.appended_since_open.saturating_add(total);
+        self.inner.leo.store(next, Ordering::Release);
+        if self.claim_preallocation(st) {
+            self.inner.env.preallocator.request(Arc::new(Preallocate(self.inner.me.clone())));
+        }
+        max_timestamp
     }
 
     /// Writes all slices at the end of the active segment. On failure, cuts the file back to

@@ -21,7 +21,7 @@ impl PartitionLog {
         f.running
     }
 
-    pub(super) fn request_flush(&self, after: Option<Duration>) {
+    pub(crate) fn request_flush(&self, after: Option<Duration>) {
         if after.is_none() && self.join_running_flush() {
             return;
         }
@@ -113,7 +113,7 @@ impl Shared {
     }
 
     /// One group commit: snapshot what is written, fsync it without the state lock, publish.
-    fn flush_once(&self) {
+    pub(crate) fn flush_once(&self) {
         let log = PartitionLog {
             inner: match self.me.upgrade() {
                 Some(me) => me,

@@ -93,6 +93,9 @@ pub(crate) struct Env {
     pub(crate) producer_id_expiration_ms: u64,
     pub(crate) fd_cache: FdCache,
     pub(crate) auto_high_watermark: bool,
+    /// The node journal's round thread: flush policy `always` hands its appends to it.
+    /// `None` when the journal is off (each partition then fsyncs its own segment).
+    pub(crate) committer: Option<Arc<crate::journal::Committer>>,
 }
 
 /// Durability progress published to waiters.
@@ -276,11 +279,60 @@ impl PartitionLog {
     /// Fails with [`Error::StorageFailed`] if the log latched into the failed state first.
     pub async fn wait_durable(&self, last_offset: i64) -> Result<()> {
         let mut rx = self.inner.durable.subscribe();
-        let d = *rx
-            .wait_for(|d| d.failed || d.end > last_offset)
-            .await
-            .map_err(|_| Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)))?;
+        let d = *rx.wait_for(|d| d.failed || d.end > last_offset).await.map_err(|_| self.closed_error())?;
         if d.end > last_offset { Ok(()) } else { Err(Error::StorageFailed { path: self.inner.dir.clone() }) }
+    }
+
+    /// The error for a log that was closed or deleted.
+    pub(crate) fn closed_error(&self) -> Error {
+        Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition))
+    }
+
+    /// After a journal round covering appends of this log made in truncation `generation`
+    /// became durable: publishes `end` as durable unless the log was truncated or failed
+    /// meanwhile (a truncation publishes what it kept itself).
+    pub(crate) fn publish_journaled(&self, generation: u64, end: i64) {
+        if let Ok(st) = self.lock() {
+            if !st.failed && st.generation == generation {
+                self.publish_durable(end);
+            }
+        }
+    }
+
+    /// Fsyncs the active segment for a journal checkpoint: afterwards every byte appended
+    /// before the call is durable in the segments (rolled segments were fsynced when they
+    /// rolled). A closed log was fsynced by its close, or deleted. A failed fsync latches
+    /// the log, as any other.
+    pub(crate) fn sync_for_checkpoint(&self) -> Result<()> {
+        self.sync_active(false)
+    }
+
+    /// Fsyncs the active segment (see [`PartitionLog::sync_for_checkpoint`]); a closed log is
+    /// skipped unless `even_closed` (a deletion closes the log first, then makes it durable).
+    pub(crate) fn sync_active(&self, even_closed: bool) -> Result<()> {
+        let (file, path) = {
+            let mut st = self.lock()?;
+            if st.closed && !even_closed {
+                return Ok(());
+            }
+            if st.failed {
+                return Err(Error::StorageFailed { path: self.inner.dir.clone() });
+            }
+            let active = st.active();
+            match &active.file {
+                Some(f) => (f.clone(), active.path.clone()),
+                None => return Err(Error::StorageFailed { path: active.path.clone() }),
+            }
+        };
+        if let Err(e) = file.sync_data() {
+            tracing::error!(path = %path.display(), error = %e, "fsync failed at a journal checkpoint; log is now failed");
+            metrics::counter!("strom_log_fsync_failures_total").increment(1);
+            if let Ok(mut st) = self.lock() {
+                self.latch_failed(&mut st);
+            }
+            return Err(Error::io(path, e));
+        }
+        Ok(())
     }
 
     /// Marks the log failed and fails every waiter. Caller holds the state lock.

@@ -15,7 +15,7 @@ impl PartitionLog {
     pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
         let mut st = self.lock()?;
         if st.closed {
-            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
+            return Err(self.closed_error());
         }
         let high_watermark = self.high_watermark();
         let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
@@ -91,7 +91,7 @@ impl PartitionLog {
         let limit = self.high_watermark();
         let mut st = self.lock()?;
         if st.closed {
-            return Err(Error::Closed(format!("{}-{}", self.inner.topic, self.inner.partition)));
+            return Err(self.closed_error());
         }
         let interval = st.config.index_interval_bytes;
         let mut found = None;

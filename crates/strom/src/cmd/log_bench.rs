@@ -53,9 +53,15 @@ pub struct Args {
     /// Flush policy of the benchmarked log: always, interval:<ms> or never.
     #[arg(long, default_value = "always")]
     flush_policy: FlushPolicy,
-    /// Spread the appenders round-robin over this many partitions (1: all on one log).
-    #[arg(long, default_value_t = 1)]
-    partitions: i32,
+    /// Partition counts to run, comma-separated: the appenders are spread round-robin over
+    /// that many partitions (1: all on one log), so `--partitions 1,16,256,1000` shows what
+    /// durability costs as partitions grow.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    partitions: Vec<i32>,
+    /// Make `always` appends durable by fsyncing each partition's segment instead of through
+    /// the node journal (the engine before the journal, for comparison).
+    #[arg(long)]
+    no_journal: bool,
     /// Partitions in the reopen measurement (0 skips it).
     #[arg(long, default_value_t = 1000)]
     reopen_partitions: i32,
@@ -105,10 +111,11 @@ struct RawResult {
     latency: Latency,
 }
 
-/// One log run with a given number of appenders.
+/// One log run with a given number of appenders over a given number of partitions.
 #[derive(Debug, Clone, Serialize)]
 struct LogResult {
     appenders: usize,
+    partitions: i32,
     seconds: f64,
     batches: u64,
     records: u64,
@@ -155,7 +162,7 @@ struct Report {
     records_per_batch: usize,
     record_bytes: usize,
     flush_policy: String,
-    partitions: i32,
+    journal: bool,
     raw: Vec<RawResult>,
     /// Best raw bandwidth of any run (sequential write + fdatasync).
     baseline_mb_per_s: f64,
@@ -171,8 +178,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.appenders.is_empty() || args.appenders.contains(&0) {
         bail!("--appenders needs positive counts");
     }
-    if args.partitions < 1 {
-        bail!("--partitions must be at least 1");
+    if args.partitions.is_empty() || args.partitions.iter().any(|p| *p < 1) {
+        bail!("--partitions needs positive counts");
     }
     let root = bench_dir(&args.dir)?;
     let result = run_in(&args, &root);
@@ -232,13 +239,15 @@ fn run_in(args: &Args, root: &Path) -> anyhow::Result<Report> {
     raw_all("before", &mut raw)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     let mut log = Vec::new();
-    for &n in &args.appenders {
-        let r = rt.block_on(log_run(args, root, &batches, n))?;
-        progress(format!(
-            "{n} appenders: {:.1} MB/s, {:.0} batches/s, p50 {:.3} ms, p99 {:.3} ms, verified: {}",
-            r.mb_per_s, r.batches_per_s, r.latency.p50_ms, r.latency.p99_ms, r.verified
-        ));
-        log.push(r);
+    for &partitions in &args.partitions {
+        for &n in &args.appenders {
+            let r = rt.block_on(log_run(args, root, &batches, n, partitions))?;
+            progress(format!(
+                "{n} appenders over {partitions} partitions: {:.1} MB/s, {:.0} batches/s, p50 {:.3} ms, p99 {:.3} ms, verified: {}",
+                r.mb_per_s, r.batches_per_s, r.latency.p50_ms, r.latency.p99_ms, r.verified
+            ));
+            log.push(r);
+        }
     }
     raw_all("after", &mut raw)?;
 
@@ -276,7 +285,7 @@ fn run_in(args: &Args, root: &Path) -> anyhow::Result<Report> {
         records_per_batch,
         record_bytes: args.record_bytes,
         flush_policy: args.flush_policy.to_string(),
-        partitions: args.partitions,
+        journal: !args.no_journal,
         raw,
         baseline_mb_per_s,
         baseline_fdatasync_p50_ms,
@@ -383,13 +392,20 @@ fn log_config(policy: FlushPolicy) -> LogConfig {
 
 /// `appenders` closed-loop tasks of append + wait_durable for `args.duration`, then close,
 /// reopen and read everything back.
-async fn log_run(args: &Args, root: &Path, batches: &[Bytes], appenders: usize) -> anyhow::Result<LogResult> {
-    let dir = root.join(format!("log-{appenders}"));
+async fn log_run(
+    args: &Args,
+    root: &Path,
+    batches: &[Bytes],
+    appenders: usize,
+    partitions: i32,
+) -> anyhow::Result<LogResult> {
+    let dir = root.join(format!("log-{appenders}-{partitions}"));
     let cfg = log_config(args.flush_policy);
     let mut mcfg = ManagerConfig::new(&dir);
     mcfg.default_log = cfg.clone();
+    mcfg.journal = !args.no_journal;
     let mgr = LogManager::open(mcfg.clone()).context("opening the log directory")?;
-    let logs = (0..args.partitions)
+    let logs = (0..partitions)
         .map(|p| mgr.create("bench", p, cfg.clone()))
         .collect::<Result<Vec<_>, _>>()
         .context("creating the benchmark log")?;
@@ -436,7 +452,7 @@ async fn log_run(args: &Args, root: &Path, batches: &[Bytes], appenders: usize) 
     // The figure only counts if the log kept what it acknowledged: reopen and read it all.
     let mgr = LogManager::open(mcfg).context("reopening the log")?;
     let (mut end, mut read_back, mut read_records) = (0i64, 0u64, 0u64);
-    for p in 0..args.partitions {
+    for p in 0..partitions {
         let log = mgr.get("bench", p).context("benchmark log missing after reopen")?;
         end += log.log_end_offset();
         let (b, r) = read_back_all(&log)?;
@@ -450,6 +466,7 @@ async fn log_run(args: &Args, root: &Path, batches: &[Bytes], appenders: usize) 
     let verified = end == records as i64 && read_back == batches_done && read_records == records;
     Ok(LogResult {
         appenders,
+        partitions,
         seconds: secs,
         batches: batches_done,
         records,
@@ -538,8 +555,15 @@ async fn reopen_run(root: &Path, partitions: i32, batch: &Bytes) -> anyhow::Resu
 
 fn print_report(r: &Report) {
     println!(
-        "strom log-bench: {} byte batches ({} x {} byte records), flush policy {}, {} s per run, {} cpus, kernel {}",
-        r.batch_bytes, r.records_per_batch, r.record_bytes, r.flush_policy, r.duration_s, r.cpus, r.kernel
+        "strom log-bench: {} byte batches ({} x {} byte records), flush policy {}, {}, {} s per run, {} cpus, kernel {}",
+        r.batch_bytes,
+        r.records_per_batch,
+        r.record_bytes,
+        r.flush_policy,
+        if r.journal { "node journal" } else { "no journal (each partition fsyncs its segment)" },
+        r.duration_s,
+        r.cpus,
+        r.kernel
     );
     println!("directory: {}", r.dir);
     println!();
@@ -572,7 +596,7 @@ fn print_report(r: &Report) {
     for l in &r.log {
         println!(
             "{:<34} {:>8.1} {:>10.0} {:>8.3} {:>8.3} {:>9.3} {:>8.3} {:>6.0}% {:>8.0}% {:>8.2}x {:>10.2}x",
-            format!("log, {} appenders", l.appenders),
+            format!("log, {} appenders, {} partitions", l.appenders, l.partitions),
             l.mb_per_s,
             l.batches_per_s,
             l.latency.p50_ms,
@@ -596,8 +620,9 @@ fn print_report(r: &Report) {
     );
     for l in &r.log {
         println!(
-            "log, {} appenders: {} records acknowledged, log end offset after reopen {}, {} of {} batches read back with valid CRCs: {}",
+            "log, {} appenders, {} partitions: {} records acknowledged, log end offset after reopen {}, {} of {} batches read back with valid CRCs: {}",
             l.appenders,
+            l.partitions,
             l.acknowledged_records,
             l.log_end_offset,
             l.batches_read_back,

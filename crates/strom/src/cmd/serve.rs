@@ -122,7 +122,7 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 }
 
 /// Writes `contents` to `path` via a temporary file and a rename, so a reader never sees a
-/// partial address.
+/// partial address. Not fsynced: the file describes this run only, and a power cut ends the run.
 fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;

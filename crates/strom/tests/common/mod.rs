@@ -60,6 +60,22 @@ impl TestBroker {
         broker
     }
 
+    /// Starts a broker whose data directory is `data_dir`, which need not exist yet (say, a
+    /// path inside a power-loss filesystem the test mounted); logs stay in a temp dir.
+    pub fn start_at(data_dir: PathBuf, extra_args: &[&str]) -> TestBroker {
+        let root = tempfile::Builder::new().prefix("strom-test-").tempdir().expect("creating a temp dir");
+        let mut broker = TestBroker {
+            child: None,
+            root,
+            data_dir,
+            port: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            metrics_addr: None,
+        };
+        broker.spawn();
+        broker
+    }
+
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     /// `ip:port` of the broker's metrics endpoint (`/metrics`, `/health`).
     #[allow(dead_code)]
