@@ -4,13 +4,21 @@
 # 1. Installs what the tests need beyond the Rust toolchain (kcat from Debian, kafka-python
 #    from PyPI; kafkajs from npm inside its check), unless already present. librdkafka is
 #    built from source by the rdkafka crate.
-# 2. Runs every Rust test: unit, property, crash (kill -9 of real processes) and end-to-end
-#    tests against a real `strom serve` with real Kafka clients (librdkafka via rdkafka).
-# 3. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
+# 2. Checks the tree is formatted (`cargo fmt --check`, rustfmt.toml) and lint-free
+#    (`cargo clippy --workspace --all-targets -- -D warnings`).
+# 3. Runs every Rust test: unit, property, crash (kill -9 of real processes), power-loss (a
+#    FUSE filesystem the tests mount themselves, strom-faultfs: needs root and /dev/fuse) and
+#    end-to-end tests against a real `strom serve` with real Kafka clients (librdkafka).
+# 4. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
 #    scripts/compat/, each against its own broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/compat/install.sh
+for tool in fmt clippy; do
+    cargo "$tool" --version >/dev/null 2>&1 || rustup component add "$([[ $tool == fmt ]] && echo rustfmt || echo clippy)"
+done
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 scripts/compat/run.sh
