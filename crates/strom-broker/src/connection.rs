@@ -11,13 +11,15 @@
 //! and drops its buffer when it has nothing pending, and the writer builds each write from the
 //! responses at hand.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,14 +36,53 @@ const GATHER_LIMIT: usize = 64 * 1024;
 
 /// A byte source that can wait until data (or EOF) is available without reading it, so the
 /// reader allocates its buffer only when there is something to put in it.
-trait WaitReadable: tokio::io::AsyncRead + Unpin {
-    /// Resolves when a read would not block.
-    async fn wait_readable(&mut self) -> std::io::Result<()>;
+pub trait WaitReadable: AsyncRead + Unpin {
+    /// Resolves when a read would not block (at once where the source cannot tell).
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
 }
 
 impl WaitReadable for tokio::net::tcp::OwnedReadHalf {
-    async fn wait_readable(&mut self) -> std::io::Result<()> {
-        self.readable().await
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+/// A stream the broker can serve a client on, split into its reading and writing halves.
+/// TCP ([`TcpStream`]) keeps idle connections free of buffers; any other byte stream (TLS,
+/// an in-memory pipe in tests) is served through [`AnyStream`], by the same code.
+pub trait Transport: Send + 'static {
+    /// The reading half.
+    type Reader: WaitReadable + Send + 'static;
+    /// The writing half.
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+    /// Splits the stream.
+    fn split(self) -> (Self::Reader, Self::Writer);
+}
+
+impl Transport for TcpStream {
+    type Reader = tokio::net::tcp::OwnedReadHalf;
+    type Writer = tokio::net::tcp::OwnedWriteHalf;
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        self.into_split()
+    }
+}
+
+/// Any `AsyncRead + AsyncWrite` stream as a [`Transport`] (its reader cannot wait without
+/// reading, so an idle connection keeps one read buffer).
+#[derive(Debug)]
+pub struct AnyStream<S>(pub S);
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for AnyStream<S> {
+    type Reader = ReadHalf<S>;
+    type Writer = WriteHalf<S>;
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self.0)
+    }
+}
+
+impl<S: AsyncRead + Send + Unpin> WaitReadable for ReadHalf<S> {
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
@@ -56,8 +97,8 @@ fn api_name(frame: &Bytes) -> &'static str {
 
 #[cfg(test)]
 impl WaitReadable for &[u8] {
-    async fn wait_readable(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
@@ -126,18 +167,16 @@ impl<R: WaitReadable> FrameReader<R> {
 }
 
 /// Serves one connection until the client closes it, it misbehaves, or the broker shuts down
-/// (then in-flight requests are finished and answered first).
+/// (then in-flight requests are finished and answered first). Socket options (TCP_NODELAY)
+/// are the caller's to set.
 pub async fn serve(
     state: Arc<BrokerState>,
-    stream: TcpStream,
+    stream: impl Transport,
     peer: SocketAddr,
     connection_id: u64,
     shutdown: CancellationToken,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(%peer, error = %e, "could not set TCP_NODELAY");
-    }
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = stream.split();
     let (tx, rx) = mpsc::channel::<Reply>(state.config.max_inflight_requests);
     let reader = read_loop(state.clone(), rd, peer, connection_id, tx, shutdown);
     let writer = write_loop(wr, rx, peer);
@@ -149,7 +188,7 @@ pub async fn serve(
 
 async fn read_loop(
     state: Arc<BrokerState>,
-    rd: tokio::net::tcp::OwnedReadHalf,
+    rd: impl WaitReadable + Send,
     peer: SocketAddr,
     connection_id: u64,
     tx: mpsc::Sender<Reply>,
@@ -403,5 +442,55 @@ mod tests {
         let truncated = [0u8, 0, 0, 20, 1, 2, 3];
         let mut r = FrameReader::new(&truncated[..], 1024);
         assert!(matches!(r.next().await, Err(FrameError::Truncated(7))));
+    }
+
+    /// The same `serve` that runs TCP connections serves an in-memory stream: a Metadata
+    /// request that auto-creates a topic is answered over a `tokio::io::duplex` pipe.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_any_byte_stream() {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ResponseHeader, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::Config { data_dir: dir.path().join("data"), ..Default::default() };
+        let me = crate::metadata::BrokerInfo { node_id: 1, host: "memory".into(), port: 1, rack: None };
+        let source = crate::state::MetadataSource::local(&config, me.clone()).expect("store");
+        let shutdown = CancellationToken::new();
+        let state = Arc::new(BrokerState::open(config, me, source, shutdown.clone()).await.expect("broker state"));
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let served = tokio::spawn(serve(state.clone(), AnyStream(server), peer, 1, shutdown.clone()));
+
+        let version = 12;
+        let req = MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("mem")))),
+        ]));
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Metadata as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(42);
+        let mut body = BytesMut::new();
+        header.encode(&mut body, ApiKey::Metadata.request_header_version(version)).expect("header");
+        req.encode(&mut body, version).expect("body");
+        client.write_all(&(body.len() as i32).to_be_bytes()).await.expect("write size");
+        client.write_all(&body).await.expect("write body");
+
+        let mut size = [0u8; 4];
+        client.read_exact(&mut size).await.expect("response size");
+        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+        client.read_exact(&mut frame).await.expect("response");
+        let mut frame = Bytes::from(frame);
+        let header =
+            ResponseHeader::decode(&mut frame, ApiKey::Metadata.response_header_version(version)).expect("hdr");
+        assert_eq!(header.correlation_id, 42);
+        let resp = MetadataResponse::decode(&mut frame, version).expect("metadata response");
+        assert_eq!(resp.topics.len(), 1);
+        assert_eq!(resp.topics[0].error_code, 0, "auto-created over the in-memory stream");
+        assert_eq!(resp.brokers[0].host.as_str(), "memory", "brokers come from the store");
+
+        drop(client);
+        served.await.expect("connection ends when the stream closes");
+        state.logs.shutdown().expect("logs close");
     }
 }

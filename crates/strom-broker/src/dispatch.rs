@@ -173,6 +173,7 @@ api_table! {
     Produce => api::produce::handle, 3..=11;
     Fetch => api::fetch::handle, 4..=12;
     ListOffsets => api::list_offsets::handle, 1..=6;
+    OffsetForLeaderEpoch => api::offset_for_leader_epoch::handle, 2..=4;
     Metadata => api::metadata::handle, 0..=12;
     ApiVersions => api::api_versions::handle, 0..=3;
     CreateTopics => api::admin::create_topics, 2..=7;

@@ -84,6 +84,24 @@ pub enum Error {
     /// A well-formed request asks for something this broker does not do.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The metadata store could not finish an operation; nothing was changed (retriable).
+    #[error("{0}")]
+    MetadataUnavailable(String),
+}
+
+impl From<strom_meta::MetaError> for Error {
+    fn from(e: strom_meta::MetaError) -> Self {
+        use strom_meta::MetaError as M;
+        match e {
+            M::TopicExists(t) => Error::TopicExists(t),
+            M::UnknownTopic(t) => Error::UnknownTopic(t),
+            M::InvalidTopic { name, reason } => Error::InvalidTopic { name, reason },
+            M::InvalidPartitions { topic, reason } => Error::InvalidPartitions { topic, reason },
+            M::Corrupt { path, reason } => Error::CorruptMetadata { path, reason },
+            M::Io { context, source } => Error::Io { context, source },
+            M::Unavailable(reason) => Error::MetadataUnavailable(reason),
+        }
+    }
 }
 
 /// Result alias for `strom-broker`.
@@ -106,6 +124,7 @@ impl Error {
             Error::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
             Error::InvalidTopicConfig { .. } => ResponseError::InvalidConfig,
             Error::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Error::MetadataUnavailable(_) => ResponseError::RequestTimedOut,
             Error::Config { .. } => ResponseError::InvalidConfig,
             Error::Io { .. } | Error::CorruptMetadata { .. } | Error::ConfigFile { .. } => {
                 ResponseError::KafkaStorageError

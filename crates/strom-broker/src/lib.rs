@@ -11,8 +11,12 @@
 //!   written strictly in request order.
 //! - [`dispatch`]: API key -> handler, and the ApiVersions table derived from it.
 //! - [`state`]: [`BrokerState`], the context every handler gets (logs, metadata, config, ...).
-//! - [`metadata`]: the topic registry behind the [`MetadataStore`] trait; [`LocalMetadataStore`]
-//!   persists it in the data directory.
+//! - [`metadata`]: the cluster metadata seam from `strom-meta`: the [`MetadataStore`] trait the
+//!   broker is given at startup, and [`LocalMetadataStore`], a cluster of one in the data
+//!   directory.
+//! - [`partition`]: the partition layer: each partition's log with its leadership (role,
+//!   leader epoch, replicas, ISR) and epoch cache, found through one map; it answers the
+//!   leadership and epoch errors so handlers never check them.
 //! - [`topic_config`]: Kafka topic configs (`retention.ms`, ...) <-> [`strom_log::LogConfig`].
 //! - [`producer_ids`]: InitProducerId allocation, durable across restarts.
 //! - [`groups`]: the group coordinator: consumer groups and committed offsets, kept in the
@@ -29,6 +33,7 @@ pub mod error;
 pub mod groups;
 pub mod metadata;
 pub mod metrics;
+pub mod partition;
 pub mod producer_ids;
 pub mod response_errors;
 pub mod server;
@@ -37,6 +42,6 @@ pub mod topic_config;
 
 pub use config::{Config, LogDefaults};
 pub use error::{Error, Result};
-pub use metadata::{LocalMetadataStore, MetadataStore, TopicMeta};
+pub use metadata::{BrokerInfo, LocalMetadataStore, MetadataStore, PartitionMeta, TopicMeta};
 pub use server::Broker;
-pub use state::BrokerState;
+pub use state::{BrokerState, MetadataSource};

@@ -56,6 +56,12 @@ impl ErrorCodes for FetchResponse {
     }
 }
 
+impl ErrorCodes for OffsetForLeaderEpochResponse {
+    fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+    }
+}
+
 impl ErrorCodes for ListOffsetsResponse {
     fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
         self.topics.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));

@@ -15,7 +15,8 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::connection;
 use crate::error::{Error, Result};
-use crate::state::BrokerState;
+use crate::metadata::BrokerInfo;
+use crate::state::{BrokerState, MetadataSource, advertised_broker};
 
 /// A bound, ready-to-run broker.
 #[derive(Debug)]
@@ -27,14 +28,28 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Validates the config, binds the listener and opens the data directory. Cancelling
-    /// `shutdown` later makes [`Broker::run`] shut down gracefully.
+    /// Validates the config, binds the listener and opens the data directory with the
+    /// single-node metadata store in it ([`MetadataSource::local`]). Cancelling `shutdown`
+    /// later makes [`Broker::run`] shut down gracefully.
     pub async fn bind(config: Config, shutdown: CancellationToken) -> Result<Broker> {
+        Broker::bind_with_store(config, shutdown, MetadataSource::local).await
+    }
+
+    /// As [`Broker::bind`], with the metadata store `store` builds once the listener is bound
+    /// (so this broker's advertised address, with its real port, is known): how a cluster
+    /// gives the broker its replicated store.
+    pub async fn bind_with_store(
+        config: Config,
+        shutdown: CancellationToken,
+        store: impl FnOnce(&Config, BrokerInfo) -> Result<MetadataSource>,
+    ) -> Result<Broker> {
         let config = config.validate()?;
         let addr = config.listen_addr()?;
         let listener = bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
         let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let state = Arc::new(BrokerState::open(config, local_addr, shutdown.clone()).await?);
+        let me = advertised_broker(&config, local_addr)?;
+        let source = store(&config, me.clone())?;
+        let state = Arc::new(BrokerState::open(config, me, source, shutdown.clone()).await?);
         Ok(Broker { listener, local_addr, state, shutdown })
     }
 
@@ -62,6 +77,9 @@ impl Broker {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         next_id += 1;
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+                        }
                         connections.spawn(connection::serve(state.clone(), stream, peer, next_id, shutdown.clone()));
                     }
                     Err(e) => {

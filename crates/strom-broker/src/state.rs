@@ -13,7 +13,8 @@ use tracing::{info, warn};
 use crate::config::{Config, parse_host_port};
 use crate::error::{Error, Result};
 use crate::groups::GroupCoordinator;
-use crate::metadata::{LocalMetadataStore, MetadataStore, TopicMeta, validate_topic_name};
+use crate::metadata::{BrokerInfo, LocalMetadataStore, MetadataStore, TopicMeta, validate_topic_name};
+use crate::partition::{Partition, ReplicaManager};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::{self, TopicConfigs};
 
@@ -26,7 +27,10 @@ pub struct BrokerState {
     pub config: Config,
     /// The partition logs.
     pub logs: LogManager,
-    /// The topic registry (local today, Raft-replicated later).
+    /// The partition layer: every partition's log with its leadership. Handlers go through
+    /// it, never to the logs directly.
+    pub partitions: ReplicaManager,
+    /// The cluster metadata (local today, Raft-replicated later), given to [`BrokerState::open`].
     pub metadata: Arc<dyn MetadataStore>,
     /// InitProducerId allocation.
     pub producer_ids: ProducerIdAllocator,
@@ -51,11 +55,53 @@ impl std::fmt::Debug for BrokerState {
     }
 }
 
+/// The metadata store a broker is given, and whether it was just created empty.
+pub struct MetadataSource {
+    /// The store: the broker reads brokers, topics, leaders and epochs from it.
+    pub store: Arc<dyn MetadataStore>,
+    /// Whether partition logs found in the data directory but unknown to the store should be
+    /// adopted as topics (a store created empty next to an older data directory) rather than
+    /// deleted as leftovers of an interrupted create.
+    pub adopt_found_logs: bool,
+}
+
+impl MetadataSource {
+    /// The single-node store in `config.data_dir` (created durably if missing), where `me` is
+    /// this broker as clients reach it.
+    pub fn local(config: &Config, me: BrokerInfo) -> Result<MetadataSource> {
+        strom_log::create_dir_durable(&config.data_dir)?;
+        let (store, created) = LocalMetadataStore::open(&config.data_dir, me)?;
+        Ok(MetadataSource { store: Arc::new(store), adopt_found_logs: created })
+    }
+}
+
+/// This broker as clients must reach it: the configured `advertised_address`, else the bound
+/// listener address (127.0.0.1 in place of an unspecified one).
+pub fn advertised_broker(config: &Config, bound: SocketAddr) -> Result<BrokerInfo> {
+    let (host, port) = match &config.advertised_address {
+        Some(a) => parse_host_port(a)
+            .ok_or_else(|| Error::Config { field: "advertised_address", reason: format!("{a:?} is not host:port") })?,
+        None => {
+            if bound.ip().is_unspecified() {
+                warn!(%bound, "listening on an unspecified address without advertised_address; clients are told 127.0.0.1");
+                ("127.0.0.1".to_string(), i32::from(bound.port()))
+            } else {
+                (bound.ip().to_string(), i32::from(bound.port()))
+            }
+        }
+    };
+    Ok(BrokerInfo { node_id: config.node_id, host, port, rack: None })
+}
+
 impl BrokerState {
-    /// Opens the data directory: the logs, the registry and the producer-id block, and brings
-    /// the logs in line with the registry. `bound` is the listener's actual address, which is
-    /// advertised unless the config names another.
-    pub async fn open(config: Config, bound: SocketAddr, shutdown: CancellationToken) -> Result<BrokerState> {
+    /// Opens the data directory (the logs and the producer-id block) and brings the logs in
+    /// line with what `metadata`'s store lists. `me` is this broker as clients reach it.
+    pub async fn open(
+        config: Config,
+        me: BrokerInfo,
+        metadata: MetadataSource,
+        shutdown: CancellationToken,
+    ) -> Result<BrokerState> {
         let data_dir = config.data_dir.clone();
         // Durably: a data directory whose own entry is lost at a power cut takes every
         // acknowledged record with it.
@@ -70,44 +116,31 @@ impl BrokerState {
         mcfg.producer_id_expiration_ms = config.producer_id_expiration_ms;
         let logs = LogManager::open(mcfg)?;
         logs.start_retention(std::time::Duration::from_millis(config.retention_check_interval_ms));
-        let (store, created) = LocalMetadataStore::open(&data_dir)?;
         let producer_ids = ProducerIdAllocator::open(&data_dir)?;
-        let (advertised_host, advertised_port) = match &config.advertised_address {
-            Some(a) => parse_host_port(a).ok_or_else(|| Error::Config {
-                field: "advertised_address",
-                reason: format!("{a:?} is not host:port"),
-            })?,
-            None => {
-                if bound.ip().is_unspecified() {
-                    warn!(%bound, "listening on an unspecified address without advertised_address; clients are told 127.0.0.1");
-                    ("127.0.0.1".to_string(), i32::from(bound.port()))
-                } else {
-                    (bound.ip().to_string(), i32::from(bound.port()))
-                }
-            }
-        };
         let groups = GroupCoordinator::new(config.groups.clone(), shutdown.clone());
         let state = BrokerState {
             config,
             logs,
-            metadata: Arc::new(store),
+            partitions: ReplicaManager::new(),
+            metadata: metadata.store,
             producer_ids,
-            advertised_host,
-            advertised_port,
+            advertised_host: me.host,
+            advertised_port: me.port,
             groups,
             shutdown,
             admin: tokio::sync::Mutex::new(()),
         };
-        state.reconcile(created).await?;
+        state.reconcile(metadata.adopt_found_logs).await?;
         state.groups.load(&state).await?;
         Ok(state)
     }
 
-    /// Makes the logs on disk match the registry. A new registry adopts the logs it finds (a
-    /// data directory written by an older build or by `strom log-bench`).
-    async fn reconcile(&self, registry_is_new: bool) -> Result<()> {
+    /// Makes the logs on disk match the store, and builds the partition layer over them. A
+    /// new store adopts the logs it finds (a data directory written by an older build or by
+    /// `strom log-bench`).
+    async fn reconcile(&self, adopt_found_logs: bool) -> Result<()> {
         let found = self.logs.list();
-        if registry_is_new && !found.is_empty() {
+        if adopt_found_logs && !found.is_empty() {
             let mut counts = std::collections::BTreeMap::<String, i32>::new();
             for log in &found {
                 let c = counts.entry(log.topic().to_string()).or_insert(0);
@@ -134,6 +167,7 @@ impl BrokerState {
                     }
                 }
             }
+            self.publish_partitions(&t.name)?;
         }
         for log in self.logs.list() {
             if !wanted.contains(&(log.topic().to_string(), log.partition())) {
@@ -149,7 +183,53 @@ impl BrokerState {
         Ok(())
     }
 
-    /// The log of one partition, if the topic and partition exist.
+    /// Brings every partition's leadership (leader, epoch, replicas, ISR) in line with what
+    /// the metadata store says now: what a store calls after it changed them (a cluster's
+    /// leader election). Topics themselves change only through the topic operations.
+    pub async fn apply_metadata(&self) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        for t in self.metadata.topics() {
+            if !self.partitions.topic(&t.name).is_empty() {
+                self.publish_partitions(&t.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the partition layer hold `topic`'s partitions as the store describes them, over
+    /// their logs (which must exist). Partitions already held keep their state and take the
+    /// store's leadership; new ones are built.
+    fn publish_partitions(&self, topic: &str) -> Result<()> {
+        let me = self.node_id();
+        let held = self.partitions.topic(topic);
+        let mut list = Vec::new();
+        for meta in self.metadata.partitions(topic) {
+            let index = meta.partition;
+            let partition = match held.get(usize::try_from(index).unwrap_or(usize::MAX)) {
+                Some(p) => {
+                    p.update(&meta);
+                    p.clone()
+                }
+                None => {
+                    let log = self.logs.get(topic, index).ok_or_else(|| {
+                        Error::InvalidRequest(format!("{topic}-{index} is listed but has no partition log"))
+                    })?;
+                    Arc::new(Partition::new(me, log, &meta))
+                }
+            };
+            list.push(partition);
+        }
+        self.partitions.set_topic(topic, list);
+        Ok(())
+    }
+
+    /// One partition (its log and leadership), if this broker holds it.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions.get(topic, partition)
+    }
+
+    /// The log of one partition, if the topic and partition exist: for the broker's own
+    /// internal topics (the group coordinator's offsets log), which bypass leadership.
     pub fn partition_log(&self, topic: &str, partition: i32) -> Option<PartitionLog> {
         self.logs.get(topic, partition)
     }
@@ -183,41 +263,64 @@ impl BrokerState {
         }
         let cfg = topic_config::log_config(&self.config.log, &configs)?;
         if validate_only {
-            return Ok(TopicMeta { name: name.to_string(), id: uuid::Uuid::nil(), partitions, configs });
+            return Ok(TopicMeta {
+                name: name.to_string(),
+                id: uuid::Uuid::nil(),
+                partitions,
+                configs,
+                leader_epochs: Default::default(),
+            });
         }
         // Logs first, registry second: a crash in between leaves logs the registry does not
         // list, which the next startup deletes.
-        for p in 0..partitions {
-            if let Err(e) = self.create_log(name, p, cfg.clone()) {
-                self.drop_logs(name, 0..p);
-                return Err(e);
-            }
-        }
+        self.create_logs(name, 0..partitions, cfg).await?;
         match self.metadata.create_topic(name, partitions, configs).await {
             Ok(meta) => {
+                self.publish_partitions(name)?;
                 info!(topic = name, partitions, "created topic");
                 Ok(meta)
             }
             Err(e) => {
-                self.drop_logs(name, 0..partitions);
-                Err(e)
+                self.drop_logs(name, 0..partitions).await;
+                Err(e.into())
             }
         }
     }
 
-    fn create_log(&self, topic: &str, partition: i32, cfg: strom_log::LogConfig) -> Result<PartitionLog> {
-        if self.logs.get(topic, partition).is_some() {
-            // A leftover of an earlier failed attempt in this run.
-            self.logs.delete(topic, partition)?;
-        }
-        Ok(self.logs.create(topic, partition, cfg)?)
+    /// Creates the logs of `topic`'s `partitions` on a blocking thread (each creation
+    /// fsyncs new files and directories: thousands of partitions take seconds, which must
+    /// not stall an async worker and the connections it serves). On failure, removes those
+    /// it created.
+    async fn create_logs(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+        cfg: strom_log::LogConfig,
+    ) -> Result<()> {
+        let (logs, name, range) = (self.logs.clone(), topic.to_string(), partitions.clone());
+        let created = tokio::task::spawn_blocking(move || -> Result<()> {
+            for p in range.clone() {
+                if logs.get(&name, p).is_some() {
+                    // A leftover of an earlier failed attempt in this run.
+                    logs.delete(&name, p)?;
+                }
+                if let Err(e) = logs.create(&name, p, cfg.clone()) {
+                    drop_logs_blocking(&logs, &name, range.start..p);
+                    return Err(e.into());
+                }
+            }
+            Ok(())
+        })
+        .await;
+        created.map_err(|e| Error::io("joining partition log creation", std::io::Error::other(e)))?
     }
 
-    fn drop_logs(&self, topic: &str, partitions: std::ops::Range<i32>) {
-        for p in partitions {
-            if let Err(e) = self.logs.delete(topic, p) {
-                warn!(topic, partition = p, error = %e, "could not remove a partition log while undoing a failed topic operation");
-            }
+    /// Removes `topic`'s `partitions` logs on a blocking thread, logging (not returning)
+    /// failures: the next startup removes what is left.
+    async fn drop_logs(&self, topic: &str, partitions: std::ops::Range<i32>) {
+        let (logs, name) = (self.logs.clone(), topic.to_string());
+        if let Err(e) = tokio::task::spawn_blocking(move || drop_logs_blocking(&logs, &name, partitions)).await {
+            warn!(topic, error = %e, "removing partition logs did not finish; the next startup removes what is left");
         }
     }
 
@@ -227,11 +330,8 @@ impl BrokerState {
         // Registry first, logs second: a crash in between leaves unlisted logs, deleted at
         // the next startup.
         let meta = self.metadata.delete_topic(name).await?;
-        for p in 0..meta.partitions {
-            if let Err(e) = self.logs.delete(name, p) {
-                warn!(topic = name, partition = p, error = %e, "deleting partition log failed; it will be removed at the next startup");
-            }
-        }
+        self.partitions.remove_topic(name);
+        self.drop_logs(name, 0..meta.partitions).await;
         // Before the admin lock is released, so a topic created again under this name cannot
         // meet the old positions. (A crash before the tombstones are durable leaves them for
         // offset expiry: a known gap.)
@@ -255,20 +355,16 @@ impl BrokerState {
             return Ok(TopicMeta { partitions: count, ..meta });
         }
         let cfg = topic_config::log_config(&self.config.log, &meta.configs)?;
-        for p in meta.partitions..count {
-            if let Err(e) = self.create_log(name, p, cfg.clone()) {
-                self.drop_logs(name, meta.partitions..p);
-                return Err(e);
-            }
-        }
+        self.create_logs(name, meta.partitions..count, cfg).await?;
         match self.metadata.set_partitions(name, count).await {
             Ok(m) => {
+                self.publish_partitions(name)?;
                 info!(topic = name, from = meta.partitions, to = count, "added partitions");
                 Ok(m)
             }
             Err(e) => {
-                self.drop_logs(name, meta.partitions..count);
-                Err(e)
+                self.drop_logs(name, meta.partitions..count).await;
+                Err(e.into())
             }
         }
     }
@@ -297,6 +393,14 @@ impl BrokerState {
         }
         info!(topic = name, configs = ?meta.configs, "altered topic configs");
         Ok(meta)
+    }
+}
+
+fn drop_logs_blocking(logs: &LogManager, topic: &str, partitions: std::ops::Range<i32>) {
+    for p in partitions {
+        if let Err(e) = logs.delete(topic, p) {
+            warn!(topic, partition = p, error = %e, "could not remove a partition log; the next startup removes it");
+        }
     }
 }
 

@@ -9,15 +9,13 @@
 //! `message.timestamp.type=CreateTime`, `compression.type=producer`, `min.insync.replicas=1`.
 //! Any other name or value is rejected with `INVALID_CONFIG` rather than silently ignored.
 
-use std::collections::BTreeMap;
-
 use strom_log::{FlushPolicy, LogConfig};
 
 use crate::config::LogDefaults;
 use crate::error::{Error, Result};
 
 /// A topic's config overrides: Kafka config name -> value.
-pub type TopicConfigs = BTreeMap<String, String>;
+pub use strom_meta::TopicConfigs;
 
 /// `cleanup.policy`.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";

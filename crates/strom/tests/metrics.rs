@@ -4,48 +4,14 @@
 mod common;
 mod support;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use common::TestBroker;
-use support::{client_config, create_topic, producer, send};
-
-/// GET `path` over plain HTTP/1.1; returns (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("setting a read timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("sending the request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("reading the HTTP response");
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-/// Parses the text format into `metric{labels}` -> value (labels as rendered).
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of the sample whose name is `metric` and whose labels include all of `labels`.
-fn value(all: &HashMap<String, f64>, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    all.iter()
-        .filter(|(k, _)| k.split('{').next() == Some(metric))
-        .find(|(k, _)| labels.iter().all(|(n, v)| k.contains(&format!("{n}=\"{v}\""))))
-        .map(|(_, v)| *v)
-}
+use support::{
+    client_config, create_topic, http_get, metric_samples as samples, metric_value as value, producer, send,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_by_the_right_amounts() {

@@ -14,17 +14,22 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use strom_log::{PartitionLog, ReadBound};
+use std::sync::Arc;
+
+use strom_log::ReadBound;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::dispatch::{Handled, RequestContext};
 use crate::error::log_error_code;
+use crate::partition::Partition;
 
 /// One requested partition.
 struct Wanted {
-    partition: i32,
-    log: Option<PartitionLog>,
+    index: i32,
+    partition: Option<Arc<Partition>>,
+    /// The epoch the client believes current (v9+; [`crate::partition::NO_EPOCH`] before).
+    current_leader_epoch: i32,
     offset: i64,
     max_bytes: usize,
 }
@@ -47,8 +52,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
                 .partitions
                 .into_iter()
                 .map(|p| Wanted {
-                    partition: p.partition,
-                    log: state.partition_log(&t.topic.0, p.partition),
+                    index: p.partition,
+                    partition: state.partition(&t.topic.0, p.partition),
+                    current_leader_epoch: p.current_leader_epoch,
                     offset: p.fetch_offset,
                     max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0).clamp(1, cap),
                 })
@@ -66,7 +72,10 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
         let deadline = Instant::now() + max_wait;
         let mut watches: Vec<watch::Receiver<i64>> = plan
             .iter()
-            .flat_map(|(_, ps)| ps.iter().filter_map(|w| w.log.as_ref().map(|l| l.watch_high_watermark())))
+            .flat_map(|(_, ps)| {
+                ps.iter().filter_map(|w| w.partition.as_ref().and_then(|p| p.leader_log(w.current_leader_epoch).ok()))
+            })
+            .map(|log| log.watch_high_watermark())
             .collect();
         loop {
             // Mark the current values seen *before* reading, so an append that lands after
@@ -115,14 +124,16 @@ fn read_all(plan: &[(TopicName, Vec<Wanted>)], max_bytes: usize) -> (FetchRespon
 /// batch); later partitions return nothing rather than exceed either (Kafka sends them a
 /// partial batch, which clients drop: the same to them).
 fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
-    let data = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(Vec::new()));
-    let Some(log) = &w.log else {
-        return (
-            data.with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1),
-            0,
-        );
+    let data = PartitionData::default().with_partition_index(w.index).with_aborted_transactions(Some(Vec::new()));
+    let refused =
+        |code: i16| (data.clone().with_error_code(code).with_high_watermark(-1).with_last_stable_offset(-1), 0);
+    let Some(partition) = &w.partition else {
+        return refused(ResponseError::UnknownTopicOrPartition.code());
+    };
+    // The partition layer's leader and epoch checks, at every read of a long poll.
+    let log = match partition.leader_log(w.current_leader_epoch) {
+        Ok(log) => log,
+        Err(e) => return refused(e.code()),
     };
     let with_offsets = |d: PartitionData, hw: i64, start: i64| {
         d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(start)

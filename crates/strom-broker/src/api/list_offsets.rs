@@ -11,6 +11,7 @@ use tracing::warn;
 
 use crate::dispatch::RequestContext;
 use crate::error::log_error_code;
+use crate::partition::Partition;
 
 /// `timestamp` value asking for the log start offset.
 pub const EARLIEST: i64 = -2;
@@ -35,8 +36,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    // Leader epoch -1 (unknown) unless an offset is found; every epoch is 0
-                    // until replication exists.
+                    // Leader epoch -1 (unknown) unless an offset is found.
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_leader_epoch(-1);
@@ -46,14 +46,20 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     if mentions.get(&(t.name.0.to_string(), p.partition_index)).is_some_and(|n| *n > 1) {
                         return failed(r, ResponseError::InvalidRequest.code());
                     }
-                    let Some(log) = state.partition_log(&t.name.0, p.partition_index) else {
+                    let Some(partition) = state.partition(&t.name.0, p.partition_index) else {
                         return failed(r, ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match lookup(&log, p.timestamp) {
+                    // v4+ carries the epoch the client believes current; the partition
+                    // layer fences a stale one and refuses one it does not know yet.
+                    let log = match partition.leader_log(p.current_leader_epoch) {
+                        Ok(log) => log,
+                        Err(e) => return failed(r, e.code()),
+                    };
+                    match lookup(&partition, log, p.timestamp) {
                         Ok((-1, timestamp)) => r.with_offset(-1).with_timestamp(timestamp),
                         Ok((offset, timestamp)) => {
                             let r = r.with_offset(offset).with_timestamp(timestamp);
-                            if ctx.version >= 4 { r.with_leader_epoch(0) } else { r }
+                            if ctx.version >= 4 { r.with_leader_epoch(partition.leader_epoch()) } else { r }
                         }
                         Err(code) => failed(r, code),
                     }
@@ -66,10 +72,10 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
 }
 
 /// `(offset, timestamp)` for one partition, or an error code.
-fn lookup(log: &PartitionLog, target: i64) -> Result<(i64, i64), i16> {
+fn lookup(partition: &Partition, log: &PartitionLog, target: i64) -> Result<(i64, i64), i16> {
     match target {
         EARLIEST => Ok((log.log_start_offset(), -1)),
-        LATEST => Ok((log.high_watermark(), -1)),
+        LATEST => Ok((partition.high_watermark(), -1)),
         t if t >= 0 => by_timestamp(log, t),
         _ => Err(ResponseError::UnsupportedVersion.code()),
     }

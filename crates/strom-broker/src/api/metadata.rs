@@ -1,5 +1,5 @@
-//! Metadata (topics, partitions, this broker as leader of everything; topic auto-creation) and
-//! DescribeCluster.
+//! Metadata (brokers, topics, partitions with their leaders, epochs, replicas and ISR, all as
+//! the metadata store says; topic auto-creation) and DescribeCluster.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -46,14 +46,22 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             out
         }
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(state.node_id()))
-        .with_host(str_bytes(&state.advertised_host))
-        .with_port(state.advertised_port);
+    let brokers = state
+        .metadata
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&state.metadata.cluster_id())))
-        .with_controller_id(BrokerId(state.node_id()))
+        .with_controller_id(BrokerId(state.metadata.controller_id().unwrap_or(-1)))
         .with_topics(topics)
 }
 
@@ -93,15 +101,20 @@ fn listed_topics(state: &BrokerState) -> Vec<MetadataResponseTopic> {
 }
 
 fn topic_entry(state: &BrokerState, t: &TopicMeta) -> MetadataResponseTopic {
-    let me = BrokerId(state.node_id());
-    let partitions = (0..t.partitions)
+    let ids = |v: &[i32]| v.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    let partitions = state
+        .metadata
+        .partitions(&t.name)
+        .iter()
         .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+            let entry = MetadataResponsePartition::default()
+                .with_partition_index(p.partition)
+                .with_leader_id(BrokerId(p.leader.unwrap_or(-1)))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr));
+            // No live leader: clients back off and refresh, as Kafka tells them.
+            if p.leader.is_none() { entry.with_error_code(ResponseError::LeaderNotAvailable.code()) } else { entry }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -111,15 +124,23 @@ fn topic_entry(state: &BrokerState, t: &TopicMeta) -> MetadataResponseTopic {
         .with_partitions(partitions)
 }
 
-/// Answers DescribeCluster: this one broker, which is also the controller.
+/// Answers DescribeCluster: the brokers and controller the metadata store knows.
 pub async fn describe_cluster(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let state = &ctx.state;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(state.node_id()))
-        .with_host(str_bytes(&state.advertised_host))
-        .with_port(state.advertised_port);
+    let brokers = state
+        .metadata
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&state.metadata.cluster_id()))
-        .with_controller_id(BrokerId(state.node_id()))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(state.metadata.controller_id().unwrap_or(-1)))
+        .with_brokers(brokers)
 }

@@ -5,6 +5,7 @@
 //! - [`produce`]: Produce: append in arrival order, answer after the group commit.
 //! - [`fetch`]: Fetch: byte limits and long polling woken by the high watermark.
 //! - [`list_offsets`]: ListOffsets: earliest, latest, by timestamp.
+//! - [`offset_for_leader_epoch`]: OffsetForLeaderEpoch: where a leader epoch's log ends.
 //! - [`admin`]: CreateTopics, DeleteTopics, CreatePartitions.
 //! - [`configs`]: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
 //! - [`init_producer_id`]: InitProducerId for idempotent producers.
@@ -21,6 +22,7 @@ pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use kafka_protocol::messages::TopicName;

@@ -12,6 +12,7 @@ use tracing::debug;
 use super::str_bytes;
 use crate::dispatch::{Handled, RequestContext};
 use crate::error::log_error_code;
+use crate::partition::Partition;
 
 /// The outcome of one partition's append, before the durability wait.
 enum Appended {
@@ -51,7 +52,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
             } else if let Some((code, message)) = p.records.as_ref().and_then(|r| client_rules(r, ctx.version)) {
                 Appended::Failed { code: code.code(), message: Some(message) }
             } else {
-                append(state.partition_log(name, p.index), p.records, name, p.index)
+                append(state.partition(name, p.index).as_deref(), p.records, name, p.index)
             };
             parts.push((p.index, outcome));
         }
@@ -124,16 +125,19 @@ fn client_rules(records: &bytes::Bytes, version: i16) -> Option<(ResponseError, 
     }
 }
 
-fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str, partition: i32) -> Appended {
-    let Some(log) = log else {
+/// Appends through the partition layer, which checks that this broker leads the partition
+/// and stamps the batch with the current leader epoch.
+fn append(partition: Option<&Partition>, records: Option<bytes::Bytes>, topic: &str, index: i32) -> Appended {
+    let Some(partition) = partition else {
         return Appended::Failed { code: ResponseError::UnknownTopicOrPartition.code(), message: None };
     };
     let Some(records) = records else {
         return Appended::Failed { code: ResponseError::InvalidRecord.code(), message: Some("null record set".into()) };
     };
     let bytes = records.len() as u64;
-    match log.append(records, 0) {
-        Ok(info) => {
+    match partition.append_as_leader(records) {
+        Ok((info, log)) => {
+            let log = log.clone();
             if !info.duplicate {
                 metrics::counter!("strom_produced_bytes_total", "topic" => topic.to_string()).increment(bytes);
                 metrics::counter!("strom_produced_records_total", "topic" => topic.to_string())
@@ -142,8 +146,8 @@ fn append(log: Option<PartitionLog>, records: Option<bytes::Bytes>, topic: &str,
             Appended::Ok { log, info }
         }
         Err(e) => {
-            debug!(topic, partition, error = %e, "append rejected");
-            Appended::Failed { code: log_error_code(&e), message: Some(e.to_string()) }
+            debug!(topic, partition = index, error = %e, "append rejected");
+            Appended::Failed { code: e.code(), message: Some(e.to_string()) }
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let shutdown = CancellationToken::new();
     let data_dir = config.data_dir.clone();
     let metrics_listen = config.metrics_listen.clone();
@@ -101,6 +102,28 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     tokio::spawn(wait_for_signal(shutdown));
     broker.run().await?;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one, as Go's runtime and most servers do: each
+/// partition keeps its active segment open, so the common soft default of 1,024 would cap a
+/// broker near a thousand partitions while the hard limit (often 524,288) allows far more.
+/// Failure is only logged: the broker still runs, and an exhausted limit is reported when hit.
+#[allow(unsafe_code)] // libc's rlimit calls; no crate in the tree wraps them
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let from = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            info!(from, to = lim.rlim_max, "raised the open-file limit");
+        } else {
+            tracing::warn!(limit = from, error = %std::io::Error::last_os_error(), "could not raise the open-file limit");
+        }
+    }
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

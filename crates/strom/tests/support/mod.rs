@@ -2,7 +2,9 @@
 //! calls, and a tiny raw-socket Kafka client (kafka-protocol) for what real clients never send.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+pub mod in_process;
+
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -254,4 +256,35 @@ pub fn produce_request(
 pub fn single_partition(resp: &kafka_protocol::messages::ProduceResponse) -> (i16, i64) {
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
+}
+
+/// GET `path` over plain HTTP/1.1; returns (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("setting a read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("sending the request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("reading the HTTP response");
+    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Parses the text format into `metric{labels}` -> value (labels as rendered).
+pub fn metric_samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of the sample whose name is `metric` and whose labels include all of `labels`.
+pub fn metric_value(all: &HashMap<String, f64>, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    all.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(metric))
+        .find(|(k, _)| labels.iter().all(|(n, v)| k.contains(&format!("{n}=\"{v}\""))))
+        .map(|(_, v)| *v)
 }

@@ -1,0 +1,52 @@
+//! [`MetadataStore`]: the one way the broker reads and changes cluster metadata.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::types::{BrokerInfo, PartitionMeta, TopicConfigs, TopicMeta};
+
+/// A boxed future returned by the store's mutating operations: a replicated store must wait
+/// for its log to commit a change, so these are asynchronous even when the local store is not.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// The cluster metadata as brokers use it.
+///
+/// Implementors guarantee:
+/// - reads return the state after every mutation whose future has resolved `Ok`
+///   (read-your-writes on this broker), and never a state that was not committed;
+/// - a mutation that resolves `Ok` is durable: it survives a crash of this process (and, for
+///   a replicated store, of a minority of the voters);
+/// - a mutation that resolves `Err` changed nothing;
+/// - topic ids are unique and never reused, and a topic keeps its id until deleted;
+/// - a partition's leader epoch never decreases while its topic exists;
+/// - reads do not wait for I/O: they answer from memory (they are called on async threads).
+///
+/// Callers serialize mutations of the same topic (the broker holds one admin lock), so
+/// implementors need not handle racing creates of one name beyond returning `TopicExists`.
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The cluster id, stable for the life of the cluster.
+    fn cluster_id(&self) -> String;
+    /// The brokers clients may connect to, ordered by node id.
+    fn brokers(&self) -> Vec<BrokerInfo>;
+    /// The node id of the active controller, if one is known.
+    fn controller_id(&self) -> Option<i32>;
+    /// Every topic, ordered by name.
+    fn topics(&self) -> Vec<TopicMeta>;
+    /// One topic by name.
+    fn topic(&self, name: &str) -> Option<TopicMeta>;
+    /// One topic by id.
+    fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta>;
+    /// Every partition of a topic, ordered by index; empty if the topic does not exist.
+    fn partitions(&self, topic: &str) -> Vec<PartitionMeta>;
+    /// Records a new topic. `Err(TopicExists)` if the name is taken.
+    fn create_topic(&self, name: &str, partitions: i32, configs: TopicConfigs) -> StoreFuture<'_, TopicMeta>;
+    /// Removes a topic and returns what it was. `Err(UnknownTopic)` if absent.
+    fn delete_topic(&self, name: &str) -> StoreFuture<'_, TopicMeta>;
+    /// Raises a topic's partition count. `Err(InvalidPartitions)` unless `count` is larger.
+    fn set_partitions(&self, name: &str, count: i32) -> StoreFuture<'_, TopicMeta>;
+    /// Replaces a topic's config overrides.
+    fn set_configs(&self, name: &str, configs: TopicConfigs) -> StoreFuture<'_, TopicMeta>;
+}
