@@ -13,38 +13,48 @@ impl PartitionLog {
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
     /// (at least one batch), never past `bound`.
     pub fn read(&self, offset: i64, max_bytes: usize, bound: ReadBound) -> Result<ReadResult> {
-        let mut st = self.lock()?;
-        if st.closed {
-            return Err(self.closed_error());
-        }
-        let high_watermark = self.high_watermark();
-        let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
-        let mut result = ReadResult { records: Bytes::new(), high_watermark, log_start_offset, log_end_offset };
-        if offset < log_start_offset || offset > log_end_offset {
-            return Err(Error::OffsetOutOfRange {
-                requested: offset,
-                log_start: log_start_offset,
-                log_end: log_end_offset,
-            });
-        }
-        let limit = match bound {
-            ReadBound::HighWatermark => high_watermark.min(log_end_offset),
-            ReadBound::LogEnd => log_end_offset,
+        // Under the lock: where to read. A sealed segment whose indexes are not loaded yet is
+        // loaded with the lock released (reading index files, or scanning up to a whole
+        // segment), then the lookup starts over: appends never wait for it.
+        let (mut result, limit, file, start, start_base, path, seg_size) = loop {
+            let mut st = self.lock()?;
+            if st.closed {
+                return Err(self.closed_error());
+            }
+            let high_watermark = self.high_watermark();
+            let (log_start_offset, log_end_offset) = (st.log_start, st.next_offset);
+            let result = ReadResult { records: Bytes::new(), high_watermark, log_start_offset, log_end_offset };
+            if offset < log_start_offset || offset > log_end_offset {
+                return Err(Error::OffsetOutOfRange {
+                    requested: offset,
+                    log_start: log_start_offset,
+                    log_end: log_end_offset,
+                });
+            }
+            let limit = match bound {
+                ReadBound::HighWatermark => high_watermark.min(log_end_offset),
+                ReadBound::LogEnd => log_end_offset,
+            };
+            if offset >= limit {
+                return Ok(result);
+            }
+            let interval = st.config.index_interval_bytes;
+            let Some((_, seg)) = st.segments.range_mut(..=offset).next_back() else {
+                return Ok(result);
+            };
+            if needs_unlocked_load(seg) {
+                let base = seg.base_offset;
+                drop(st);
+                self.load_sealed_indexes(base)?;
+                continue;
+            }
+            let file = self.segment_file(seg)?;
+            ensure_indexes(seg, &file, interval)?;
+            let (start_rel, start) =
+                seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+            let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
+            break (result, limit, file, start, start_base, seg.path.clone(), seg.size);
         };
-        if offset >= limit {
-            return Ok(result);
-        }
-        let interval = st.config.index_interval_bytes;
-        let Some((_, seg)) = st.segments.range_mut(..=offset).next_back() else {
-            return Ok(result);
-        };
-        let file = self.segment_file(seg)?;
-        ensure_indexes(seg, &file, interval)?;
-        let (start_rel, start) =
-            seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
-        let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
-        let (path, seg_size) = (seg.path.clone(), seg.size);
-        drop(st);
 
         let Some((pos, first)) = find_batch(&file, &path, start, seg_size, start_base, offset)? else {
             return Ok(result);
@@ -89,22 +99,31 @@ impl PartitionLog {
     /// The first stored batch (below the high watermark) whose max timestamp is >= `ts`.
     pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
         let limit = self.high_watermark();
-        let mut st = self.lock()?;
-        if st.closed {
-            return Err(self.closed_error());
-        }
-        let interval = st.config.index_interval_bytes;
-        let mut found = None;
-        for seg in st.segments.values_mut() {
-            let file = self.segment_file(seg)?;
-            ensure_indexes(seg, &file, interval)?;
-            if seg.max_timestamp >= ts {
-                let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.time.scan_start(ts)));
-                found = Some((file, seg.path.clone(), seg.size, start));
-                break;
+        // As in `read`: unloaded sealed segments are loaded with the lock released, one at a
+        // time, and the search starts over.
+        let found = 'search: loop {
+            let mut st = self.lock()?;
+            if st.closed {
+                return Err(self.closed_error());
             }
-        }
-        drop(st);
+            let interval = st.config.index_interval_bytes;
+            let mut unloaded = None;
+            for seg in st.segments.values_mut() {
+                if needs_unlocked_load(seg) {
+                    unloaded = Some(seg.base_offset);
+                    break;
+                }
+                let file = self.segment_file(seg)?;
+                ensure_indexes(seg, &file, interval)?;
+                if seg.max_timestamp >= ts {
+                    let start = seg.indexes.as_ref().map_or(0, |ix| u64::from(ix.time.scan_start(ts)));
+                    break 'search Some((file, seg.path.clone(), seg.size, start));
+                }
+            }
+            let Some(base) = unloaded else { break None };
+            drop(st);
+            self.load_sealed_indexes(base)?;
+        };
         let Some((file, path, size, start)) = found else { return Ok(None) };
         match crate::segment::find_batch_by_time(&file, &path, start, size, ts)? {
             Some((pos, h)) if h.base_offset < limit => Ok(Some(read_bytes(&file, &path, pos, h.total_len())?)),
@@ -124,6 +143,61 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
     if seg.indexes.is_some() {
         return Ok(());
     }
+    let (indexes, max_timestamp) = load_indexes(seg, file, interval)?;
+    seg.max_timestamp = max_timestamp;
+    seg.indexes = Some(indexes);
+    Ok(())
+}
+
+/// Whether a segment's indexes should be loaded with the partition's lock released: a sealed
+/// segment (immutable, so what is read outside the lock stays true) not loaded yet.
+fn needs_unlocked_load(seg: &Segment) -> bool {
+    seg.indexes.is_none() && seg.file.is_none()
+}
+
+impl PartitionLog {
+    /// Loads the indexes of the sealed segment at `base` without holding the partition's lock
+    /// during the I/O: what is needed is copied under the lock, the files are read (or the
+    /// segment scanned) outside it, and the result is installed under the lock again unless
+    /// the segment went away or was loaded meanwhile.
+    fn load_sealed_indexes(&self, base: i64) -> Result<()> {
+        let (copy, file, interval) = {
+            let mut st = self.lock()?;
+            let interval = st.config.index_interval_bytes;
+            let Some(seg) = st.segments.get_mut(&base) else { return Ok(()) };
+            if !needs_unlocked_load(seg) {
+                return Ok(());
+            }
+            let file = self.segment_file(seg)?;
+            let copy = Segment {
+                base_offset: seg.base_offset,
+                path: seg.path.clone(),
+                size: seg.size,
+                file_len: seg.file_len,
+                next_offset: seg.next_offset,
+                max_timestamp: -1,
+                indexes: None,
+                file: None,
+                first_append_ms: seg.first_append_ms,
+            };
+            (copy, file, interval)
+        };
+        let loaded = load_indexes(&copy, &file, interval)?;
+        let mut st = self.lock()?;
+        if let Some(seg) = st.segments.get_mut(&base) {
+            if needs_unlocked_load(seg) && seg.size == copy.size {
+                seg.max_timestamp = loaded.1;
+                seg.indexes = Some(loaded.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a sealed segment's indexes from its files, or rebuilds them by a validating scan
+/// (then writes the files back, best effort): the I/O of [`ensure_indexes`], with no state
+/// changed. Returns the indexes and the segment's largest timestamp.
+fn load_indexes(seg: &Segment, file: &File, interval: u64) -> Result<(Indexes, i64)> {
     if let Some(ix) = seg.read_index_files() {
         let mut pos = u64::from(ix.offset.last_position());
         let mut max_ts = ix.time.max_timestamp().unwrap_or(-1);
@@ -141,9 +215,7 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
                 }
             }
         }
-        seg.max_timestamp = max_ts;
-        seg.indexes = Some(ix);
-        return Ok(());
+        return Ok((ix, max_ts));
     }
     let mut ix = Indexes::default();
     let mut max_ts = -1i64;
@@ -156,10 +228,11 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
         tracing::error!(path = %seg.path.display(), position = out.valid_end, %reason, "sealed segment is corrupt");
         return Err(Error::Corrupted { path: seg.path.clone(), position: out.valid_end, reason });
     }
-    seg.max_timestamp = max_ts;
-    seg.indexes = Some(ix);
-    if let Err(e) = seg.write_indexes(false) {
+    let (oi, ti) = seg.index_paths();
+    let written = crate::index::write_file_atomic(&oi, &ix.offset.encode(), false)
+        .and_then(|()| crate::index::write_file_atomic(&ti, &ix.time.encode(), false));
+    if let Err(e) = written {
         tracing::warn!(error = %e, "could not write rebuilt index files");
     }
-    Ok(())
+    Ok((ix, max_ts))
 }
