@@ -91,12 +91,14 @@ impl PartitionLog {
         let (oi, ti) = seg.index_paths();
         let _ = std::fs::remove_file(oi);
         let _ = std::fs::remove_file(ti);
+        // Before the directory fsync, so that a snapshot of producer state past the cut cannot
+        // come back after a power loss.
+        remove_snapshots_above(self.dir(), new_next);
         crate::manager::sync_dir(self.dir())?;
 
         st.next_offset = new_next;
         st.generation += 1;
         st.dirty = false;
-        remove_snapshots_above(self.dir(), new_next);
         st.producers = rebuild_producer_state(self.dir(), &mut st.segments, new_next, &self.inner.env.fd_cache)?;
         self.inner.leo.store(new_next, Ordering::Release);
         self.inner.hw.send_if_modified(|hw| {
@@ -264,6 +266,11 @@ impl PartitionLog {
 }
 
 /// Removes a segment's log and index files (best effort: a leftover index is harmless).
+///
+/// Retention does not fsync the directory after it: if a power cut brings a removed oldest
+/// segment back, it holds exactly the batches it held (offsets are never reused), the log
+/// start is simply lower, and the next retention pass removes it again. Truncation, where a
+/// resurrected segment would bring back cut batches, fsyncs the directory before it returns.
 fn remove_segment_files(log_path: &std::path::Path) {
     for ext in ["log", "index", "timeindex"] {
         let p = log_path.with_extension(ext);
