@@ -131,6 +131,9 @@ pub(crate) fn scan(
         end.stopped = None;
         while pos < data.len() {
             let rec = match format::decode_record(&data.slice(pos..), max_record) {
+                // An intact record of an earlier lap of this recycled file: the normal end of
+                // what this lap wrote (every clean restart meets one), not damage.
+                Ok((rec, _)) if rec.jsn < jsn => break,
                 Ok((rec, _)) if rec.jsn != jsn => {
                     end.stopped = Some((f.path.clone(), pos as u64, format!("jsn {} where {jsn} was next", rec.jsn)));
                     break;
@@ -401,6 +404,31 @@ mod tests {
         let (seen, end) = scan_all(dir.path(), switches[1]);
         assert_eq!(seen, (switches[1]..50).collect::<Vec<_>>());
         assert_eq!(end.next_jsn, 50);
+        assert_eq!(end.stopped, None);
+    }
+
+    #[test]
+    fn an_earlier_laps_records_in_a_reused_file_are_the_normal_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = Writer::new(dir.path(), 400, 0, Vec::new()).expect("writer");
+        let mut switches = Vec::new();
+        while switches.len() < 3 {
+            if let Some(t) = round(&mut w, &[&[7; 60]]) {
+                switches.push(t);
+            }
+        }
+        // Free the first files, then write until a freed one is reused and holds one new
+        // record followed by the records of its earlier lap.
+        w.release_below(switches[2]).expect("release");
+        let reused = loop {
+            if round(&mut w, &[&[8; 60]]).is_some() {
+                break w.next_jsn();
+            }
+        };
+        round(&mut w, &[&[9; 60]]);
+        let (seen, end) = scan_all(dir.path(), switches[2]);
+        assert_eq!(seen, (switches[2]..reused + 1).collect::<Vec<_>>());
+        assert_eq!(end.stopped, None, "an earlier lap's intact records are not reported as damage");
     }
 
     #[test]
