@@ -131,9 +131,10 @@ pub(crate) fn scan(
         end.stopped = None;
         while pos < data.len() {
             let rec = match format::decode_record(&data.slice(pos..), max_record) {
-                // An intact record of an earlier lap of this recycled file: the normal end of
-                // what this lap wrote (every clean restart meets one), not damage.
-                Ok((rec, _)) if rec.jsn < jsn => break,
+                // An intact record of an earlier lap of this recycled file (every jsn this lap
+                // wrote is at least the file's first): the normal end of what this lap wrote,
+                // which every clean restart meets, not damage.
+                Ok((rec, _)) if rec.jsn < first => break,
                 Ok((rec, _)) if rec.jsn != jsn => {
                     end.stopped = Some((f.path.clone(), pos as u64, format!("jsn {} where {jsn} was next", rec.jsn)));
                     break;
