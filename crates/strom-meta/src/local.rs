@@ -74,7 +74,8 @@ impl LocalMetadataStore {
     }
 
     /// Applies `change` to a copy of the registry on a blocking thread, persists the copy,
-    /// then swaps it in (see the module docs).
+    /// then swaps it in (see the module docs). An error before the rename changed nothing;
+    /// after it (the directory fsync failed) memory already matches the file.
     fn mutate(
         &self,
         change: impl FnOnce(&mut Registry) -> Result<TopicMeta> + Send + 'static,
@@ -85,8 +86,13 @@ impl LocalMetadataStore {
                 let _writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
                 let mut next = inner.registry().clone();
                 let result = change(&mut next)?;
-                write_file_atomically(&inner.path, &encode(&inner.path, &next)?)?;
+                let tmp = crate::fs::write_temp(&inner.path, &encode(&inner.path, &next)?)?;
+                crate::fs::rename_temp(&tmp, &inner.path)?;
+                // The file holds `next` from here on: memory must follow it even if the
+                // directory fsync fails (then the change is reported as failed although it
+                // may survive; memory and file never disagree).
                 *inner.registry() = next;
+                crate::fs::sync_parent(&inner.path)?;
                 Ok(result)
             })
             .await

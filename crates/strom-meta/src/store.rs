@@ -19,7 +19,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a
 ///   (read-your-writes on this broker), and never a state that was not committed;
 /// - a mutation that resolves `Ok` is durable: it survives a crash of this process (and, for
 ///   a replicated store, of a minority of the voters);
-/// - a mutation that resolves `Err` changed nothing;
+/// - a mutation that resolves `Err` changed nothing, unless its outcome is unknown (the
+///   change was written but making it durable failed): then reads already show it, so what
+///   this broker serves never disagrees with what the store holds;
 /// - topic ids are unique and never reused, and a topic keeps its id until deleted;
 /// - a partition's leader epoch never decreases while its topic exists;
 /// - reads do not wait for I/O: they answer from memory (they are called on async threads).
