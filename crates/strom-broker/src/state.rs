@@ -167,7 +167,7 @@ impl BrokerState {
                     }
                 }
             }
-            self.publish_partitions(&t.name)?;
+            self.publish_partitions(&t.name);
         }
         for log in self.logs.list() {
             if !wanted.contains(&(log.topic().to_string(), log.partition())) {
@@ -190,37 +190,43 @@ impl BrokerState {
         let _admin = self.admin.lock().await;
         for t in self.metadata.topics() {
             if !self.partitions.topic(&t.name).is_empty() {
-                self.publish_partitions(&t.name)?;
+                self.publish_partitions(&t.name);
             }
         }
         Ok(())
     }
 
     /// Makes the partition layer hold `topic`'s partitions as the store describes them, over
-    /// their logs (which must exist). Partitions already held keep their state and take the
-    /// store's leadership; new ones are built.
-    fn publish_partitions(&self, topic: &str) -> Result<()> {
+    /// their logs. Partitions already held keep their state and take the store's leadership;
+    /// new ones are built. Infallible, because it runs after the store committed a change:
+    /// a partition without a log (which the topic operations never leave) ends the list
+    /// there, logged, so indexes never shift; the next startup's reconciliation creates it.
+    fn publish_partitions(&self, topic: &str) {
         let me = self.node_id();
         let held = self.partitions.topic(topic);
         let mut list = Vec::new();
         for meta in self.metadata.partitions(topic) {
             let index = meta.partition;
+            let Some(log) = self.logs.get(topic, index) else {
+                tracing::error!(
+                    topic,
+                    partition = index,
+                    "the store lists a partition with no log; not serving it or later ones"
+                );
+                break;
+            };
             let partition = match held.get(usize::try_from(index).unwrap_or(usize::MAX)) {
-                Some(p) => {
+                // Still the live log (a deleted one is closed: a name deleted and created again
+                // gets new partitions).
+                Some(p) if !p.log().is_closed() => {
                     p.update(&meta);
                     p.clone()
                 }
-                None => {
-                    let log = self.logs.get(topic, index).ok_or_else(|| {
-                        Error::InvalidRequest(format!("{topic}-{index} is listed but has no partition log"))
-                    })?;
-                    Arc::new(Partition::new(me, log, &meta))
-                }
+                _ => Arc::new(Partition::new(me, log, &meta)),
             };
             list.push(partition);
         }
         self.partitions.set_topic(topic, list);
-        Ok(())
     }
 
     /// One partition (its log and leadership), if this broker holds it.
@@ -276,7 +282,7 @@ impl BrokerState {
         self.create_logs(name, 0..partitions, cfg).await?;
         match self.metadata.create_topic(name, partitions, configs).await {
             Ok(meta) => {
-                self.publish_partitions(name)?;
+                self.publish_partitions(name);
                 info!(topic = name, partitions, "created topic");
                 Ok(meta)
             }
@@ -302,7 +308,10 @@ impl BrokerState {
             for p in range.clone() {
                 if logs.get(&name, p).is_some() {
                     // A leftover of an earlier failed attempt in this run.
-                    logs.delete(&name, p)?;
+                    if let Err(e) = logs.delete(&name, p) {
+                        drop_logs_blocking(&logs, &name, range.start..p);
+                        return Err(e.into());
+                    }
                 }
                 if let Err(e) = logs.create(&name, p, cfg.clone()) {
                     drop_logs_blocking(&logs, &name, range.start..p);
@@ -358,7 +367,7 @@ impl BrokerState {
         self.create_logs(name, meta.partitions..count, cfg).await?;
         match self.metadata.set_partitions(name, count).await {
             Ok(m) => {
-                self.publish_partitions(name)?;
+                self.publish_partitions(name);
                 info!(topic = name, from = meta.partitions, to = count, "added partitions");
                 Ok(m)
             }

@@ -16,7 +16,7 @@ pub mod epochs;
 pub mod leadership;
 mod manager;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -66,7 +66,9 @@ pub fn refusal_code(r: &Refusal) -> i16 {
     }
 }
 
-/// What the partition's lock guards: small, and never held across I/O.
+/// What the partition's lock guards: small. Held for writing only to change leadership or
+/// the epoch cache (no I/O); held for reading across an append's write, so that a leader
+/// change cannot slip between stamping a batch's epoch and writing it.
 #[derive(Debug)]
 struct State {
     leadership: Leadership,
@@ -77,7 +79,7 @@ struct State {
 #[derive(Debug)]
 pub struct Partition {
     log: PartitionLog,
-    state: Mutex<State>,
+    state: RwLock<State>,
 }
 
 impl Partition {
@@ -89,13 +91,17 @@ impl Partition {
     pub fn new(me: i32, log: PartitionLog, meta: &PartitionMeta) -> Partition {
         let leadership = Leadership::from_meta(me, meta);
         let epochs = LeaderEpochCache::starting(leadership.leader_epoch, log.log_start_offset());
-        Partition { log, state: Mutex::new(State { leadership, epochs }) }
+        Partition { log, state: RwLock::new(State { leadership, epochs }) }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> RwLockReadGuard<'_, State> {
         // Every critical section only reads or assigns plain values: a panic cannot leave
         // the state half-changed.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Topic name.
@@ -106,6 +112,12 @@ impl Partition {
     /// Partition index.
     pub fn index(&self) -> i32 {
         self.log.partition()
+    }
+
+    /// The partition's log, for what bypasses leadership by design (metrics, the broker's
+    /// own bookkeeping); request handlers use [`Partition::leader_log`].
+    pub fn log(&self) -> &PartitionLog {
+        &self.log
     }
 
     /// The leadership as this broker knows it now.
@@ -122,7 +134,7 @@ impl Partition {
     /// older epoch than the current one is ignored: epochs never go back. A new epoch begins
     /// at the log end, as in Kafka when a replica becomes leader.
     pub fn update(&self, meta: &PartitionMeta) {
-        let mut st = self.state();
+        let mut st = self.state_mut();
         if meta.leader_epoch < st.leadership.leader_epoch {
             return;
         }
@@ -144,17 +156,20 @@ impl Partition {
     }
 
     /// Appends a producer's batch as leader, stamping it with the current leader epoch (the
-    /// handler never chooses the epoch). The state lock is released before the log's write;
-    /// the epoch cache learns the epoch's first offset afterwards.
+    /// handler never chooses the epoch). The state is held for reading across the log's
+    /// write (a page-cache write; the fsync comes later, outside), so a leader change waits
+    /// for it rather than coming between the check and the write. The epoch cache learns a
+    /// new epoch's first offset from the first batch written in it.
     pub fn append_as_leader(&self, records: Bytes) -> Result<(AppendInfo, &PartitionLog), PartitionError> {
-        let epoch = {
+        let (info, epoch, new_epoch) = {
             let st = self.state();
             st.leadership.check_leader(NO_EPOCH).map_err(|r| self.refused(r))?;
-            st.leadership.leader_epoch
+            let epoch = st.leadership.leader_epoch;
+            let info = self.log.append(records, epoch)?;
+            (info, epoch, st.epochs.latest_epoch().is_none_or(|latest| epoch > latest))
         };
-        let info = self.log.append(records, epoch)?;
-        if !info.duplicate {
-            self.state().epochs.assign(epoch, info.base_offset);
+        if new_epoch && !info.duplicate {
+            self.state_mut().epochs.assign(epoch, info.base_offset);
         }
         Ok((info, &self.log))
     }

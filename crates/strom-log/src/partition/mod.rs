@@ -234,6 +234,12 @@ impl PartitionLog {
         self.inner.hw.subscribe()
     }
 
+    /// Whether the log was closed (deleted, or the manager shut down): it takes no appends
+    /// and answers no reads.
+    pub fn is_closed(&self) -> bool {
+        self.lock().map_or(true, |st| st.closed)
+    }
+
     /// True once an fsync or write failed: the log refuses writes until restarted.
     pub fn is_failed(&self) -> bool {
         self.inner.durable.borrow().failed

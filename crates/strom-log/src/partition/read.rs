@@ -143,9 +143,12 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
     if seg.indexes.is_some() {
         return Ok(());
     }
-    let (indexes, max_timestamp) = load_indexes(seg, file, interval)?;
+    let (indexes, max_timestamp, rebuilt) = load_indexes(seg, file, interval)?;
     seg.max_timestamp = max_timestamp;
     seg.indexes = Some(indexes);
+    if rebuilt {
+        write_rebuilt_indexes(seg);
+    }
     Ok(())
 }
 
@@ -161,9 +164,9 @@ impl PartitionLog {
     /// segment scanned) outside it, and the result is installed under the lock again unless
     /// the segment went away or was loaded meanwhile.
     fn load_sealed_indexes(&self, base: i64) -> Result<()> {
-        let (copy, file, interval) = {
+        let (copy, file, interval, generation) = {
             let mut st = self.lock()?;
-            let interval = st.config.index_interval_bytes;
+            let (interval, generation) = (st.config.index_interval_bytes, st.generation);
             let Some(seg) = st.segments.get_mut(&base) else { return Ok(()) };
             if !needs_unlocked_load(seg) {
                 return Ok(());
@@ -180,24 +183,50 @@ impl PartitionLog {
                 file: None,
                 first_append_ms: seg.first_append_ms,
             };
-            (copy, file, interval)
+            (copy, file, interval, generation)
         };
-        let loaded = load_indexes(&copy, &file, interval)?;
+        let (indexes, max_timestamp, rebuilt) = load_indexes(&copy, &file, interval)?;
+        let mut copy = copy;
+        copy.indexes = Some(indexes);
+        if rebuilt {
+            write_rebuilt_indexes(&copy);
+        }
         let mut st = self.lock()?;
-        if let Some(seg) = st.segments.get_mut(&base) {
-            if needs_unlocked_load(seg) && seg.size == copy.size {
-                seg.max_timestamp = loaded.1;
-                seg.indexes = Some(loaded.0);
+        let same = st.generation == generation;
+        match st.segments.get_mut(&base) {
+            Some(seg) if same && seg.size == copy.size => {
+                if needs_unlocked_load(seg) {
+                    seg.max_timestamp = max_timestamp;
+                    seg.indexes = copy.indexes.take();
+                }
+            }
+            _ => {
+                // Truncated or removed meanwhile: index files written above could describe
+                // bytes that are gone (a segment made again at this base must not trust them).
+                if rebuilt {
+                    let (oi, ti) = copy.index_paths();
+                    let _ = std::fs::remove_file(oi);
+                    let _ = std::fs::remove_file(ti);
+                }
             }
         }
         Ok(())
     }
 }
 
-/// Reads a sealed segment's indexes from its files, or rebuilds them by a validating scan
-/// (then writes the files back, best effort): the I/O of [`ensure_indexes`], with no state
-/// changed. Returns the indexes and the segment's largest timestamp.
-fn load_indexes(seg: &Segment, file: &File, interval: u64) -> Result<(Indexes, i64)> {
+/// Writes a segment's rebuilt indexes to their files, best effort (they only save the next
+/// open a scan).
+fn write_rebuilt_indexes(seg: &Segment) {
+    if let Err(e) = seg.write_indexes(false) {
+        tracing::warn!(error = %e, "could not write rebuilt index files");
+    }
+}
+
+/// Reads a sealed segment's indexes from its files, or rebuilds them by a validating scan:
+/// the reading of [`ensure_indexes`], with no state changed. Returns the indexes, the
+/// segment's largest timestamp, and whether they were rebuilt (their files are then the
+/// caller's to write).
+fn load_indexes(seg: &Segment, file: &File, interval: u64) -> Result<(Indexes, i64, bool)> {
     if let Some(ix) = seg.read_index_files() {
         let mut pos = u64::from(ix.offset.last_position());
         let mut max_ts = ix.time.max_timestamp().unwrap_or(-1);
@@ -215,7 +244,7 @@ fn load_indexes(seg: &Segment, file: &File, interval: u64) -> Result<(Indexes, i
                 }
             }
         }
-        return Ok((ix, max_ts));
+        return Ok((ix, max_ts, false));
     }
     let mut ix = Indexes::default();
     let mut max_ts = -1i64;
@@ -228,11 +257,5 @@ fn load_indexes(seg: &Segment, file: &File, interval: u64) -> Result<(Indexes, i
         tracing::error!(path = %seg.path.display(), position = out.valid_end, %reason, "sealed segment is corrupt");
         return Err(Error::Corrupted { path: seg.path.clone(), position: out.valid_end, reason });
     }
-    let (oi, ti) = seg.index_paths();
-    let written = crate::index::write_file_atomic(&oi, &ix.offset.encode(), false)
-        .and_then(|()| crate::index::write_file_atomic(&ti, &ix.time.encode(), false));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "could not write rebuilt index files");
-    }
-    Ok((ix, max_ts))
+    Ok((ix, max_ts, true))
 }
