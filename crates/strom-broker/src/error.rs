@@ -154,6 +154,8 @@ pub fn log_error_code(e: &strom_log::Error) -> i16 {
         L::StorageFailed { .. } | L::Io { .. } | L::Corrupted { .. } => ResponseError::KafkaStorageError,
         // The partition was deleted (or the broker is shutting down) under the request.
         L::Closed(_) => ResponseError::UnknownTopicOrPartition,
+        // Only a follower truncates: a client that reached it is told to find the leader.
+        L::Truncating(_) => ResponseError::NotLeaderOrFollower,
         L::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         L::InvalidConfig(_) => ResponseError::InvalidConfig,
     };

@@ -158,6 +158,9 @@ pub enum Error {
     /// The partition log was deleted or the manager shut down.
     #[error("partition log {0} is closed")]
     Closed(String),
+    /// The partition log is being truncated (a follower diverged from its leader); retry.
+    #[error("partition log {0} is being truncated")]
+    Truncating(String),
     /// A configuration value is invalid.
     #[error("invalid log config: {0}")]
     InvalidConfig(String),

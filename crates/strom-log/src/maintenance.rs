@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::partition::{PartitionLog, ensure_indexes, seek_to};
+use crate::partition::{PartitionLog, ensure_indexes, needs_unlocked_load, seek_to};
 use crate::recovery::{rebuild_producer_state, remove_snapshots_above};
 use crate::segment::{find_batch, segment_file};
 
@@ -22,104 +22,177 @@ impl PartitionLog {
                 c.control(self.topic(), self.partition(), crate::journal::RecordBody::Truncate(offset))?;
             }
         }
-        let mut st = self.lock()?;
-        if st.failed {
-            return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+        // Under the lock: the checks, the target segment's indexes (loaded with the lock
+        // released if it is an unloaded sealed one, then start over), and the partition taken
+        // out of service for appends, retention and a clean close (`truncating`); the
+        // generation moves so no fsync snapshot or zero-fill from before is trusted after.
+        let (file, path, size, start, start_base, target_base) = loop {
+            let mut st = self.lock()?;
+            if st.failed {
+                return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+            }
+            if offset >= st.next_offset {
+                return Ok(());
+            }
+            if offset < st.log_start {
+                return Err(Error::OffsetOutOfRange {
+                    requested: offset,
+                    log_start: st.log_start,
+                    log_end: st.next_offset,
+                });
+            }
+            if st.truncating {
+                return Err(Error::Truncating(format!("{}-{}", self.topic(), self.partition())));
+            }
+            let interval = st.config.index_interval_bytes;
+            let target_base =
+                *st.segments.range(..=offset).next_back().map(|(b, _)| b).expect("offset >= log start has a segment");
+            let seg = st.segments.get_mut(&target_base).expect("target segment");
+            if needs_unlocked_load(seg) {
+                drop(st);
+                self.load_sealed_indexes(target_base)?;
+                continue;
+            }
+            let file = match seg.file.clone() {
+                Some(f) => f,
+                None => {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&seg.path)
+                        .map_err(|e| Error::io(&seg.path, e))?;
+                    self.inner.env.fd_cache.remove(&seg.path);
+                    std::sync::Arc::new(f)
+                }
+            };
+            ensure_indexes(seg, &file, interval)?;
+            let (start_rel, start) =
+                seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
+            let found = (file, seg.path.clone(), seg.size, u64::from(start), seg.base_offset + i64::from(start_rel));
+            st.truncating = true;
+            st.generation += 1;
+            break (found.0, found.1, found.2, found.3, found.4, target_base);
+        };
+        // The cut: the batch containing `offset`, found by reading from the index entry below
+        // it (the segment's bytes cannot change while `truncating` holds appends off).
+        let found = match find_batch(&file, &path, start, size, start_base, offset) {
+            Ok(found) => found.map(|(pos, h)| (pos, h.base_offset)),
+            Err(e) => {
+                if let Ok(mut st) = self.lock() {
+                    st.truncating = false;
+                }
+                return Err(e);
+            }
+        };
+        match self.truncate_unlocked(file, &path, found, target_base) {
+            Ok(new_next) => {
+                tracing::info!(topic = %self.topic(), partition = self.partition(), offset, log_end = new_next, "truncated log");
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut st) = self.lock() {
+                    st.truncating = false;
+                    self.latch_failed(&mut st);
+                }
+                Err(e)
+            }
         }
-        if offset >= st.next_offset {
-            return Ok(());
-        }
-        if offset < st.log_start {
-            return Err(Error::OffsetOutOfRange {
-                requested: offset,
-                log_start: st.log_start,
-                log_end: st.next_offset,
+    }
+
+    /// The rest of [`PartitionLog::truncate_to`], entered with `truncating` set and the cut
+    /// found (`(position, new log end)` in the target segment, or `None` to keep all of it):
+    /// publishes the shortened log in memory under the lock, does the file work (unlink,
+    /// cut, fsync, directory fsync, producer-state rebuild) with the lock released, and
+    /// finishes under the lock. Returns the new log end. An error leaves the caller to latch
+    /// the log failed: memory may already show a cut the disk lacks.
+    fn truncate_unlocked(
+        &self,
+        file: std::sync::Arc<std::fs::File>,
+        path: &std::path::Path,
+        found: Option<(u64, i64)>,
+        target_base: i64,
+    ) -> Result<i64> {
+        // Publish the shortened log: readers see it at once; the bytes past the cut stay in
+        // the file (beyond the segment's size, so unread) until it is cut below.
+        let (doomed, copies, cut_pos, new_next) = {
+            let mut st = self.lock()?;
+            let doomed: Vec<std::path::PathBuf> = st
+                .segments
+                .range(target_base + 1..)
+                .map(|(b, _)| *b)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|b| st.segments.remove(&b))
+                .map(|seg| {
+                    self.inner.env.fd_cache.remove(&seg.path);
+                    seg.path
+                })
+                .collect();
+            let seg = st.segments.get_mut(&target_base).expect("appends and retention keep off while truncating");
+            let (cut_pos, new_next) = found.unwrap_or((seg.size, seg.next_offset));
+            seg.size = cut_pos;
+            seg.next_offset = new_next;
+            if let Some(ix) = seg.indexes.as_mut() {
+                ix.offset.truncate_to_position(cut_pos as u32);
+                ix.time.truncate_to_position(cut_pos as u32);
+                ix.bytes_since_entry = u64::MAX / 2; // index the next batch
+            }
+            seg.max_timestamp = seg.indexes.as_ref().and_then(|ix| ix.time.max_timestamp()).unwrap_or(-1);
+            seg.file = Some(file.clone());
+            st.next_offset = new_next;
+            self.inner.leo.store(new_next, Ordering::Release);
+            self.inner.hw.send_if_modified(|hw| {
+                let lower = *hw > new_next;
+                if lower {
+                    *hw = new_next;
+                }
+                lower
             });
-        }
-        let interval = st.config.index_interval_bytes;
-        // Whole segments after the one containing `offset` go.
-        let doomed: Vec<i64> = st.segments.range(offset + 1..).map(|(b, _)| *b).collect();
-        let target_base =
-            *st.segments.range(..=offset).next_back().map(|(b, _)| b).expect("offset >= log start has a segment");
-        let doomed: Vec<i64> = doomed.into_iter().filter(|b| *b != target_base).collect();
-        for base in &doomed {
-            if let Some(seg) = st.segments.remove(base) {
-                self.inner.env.fd_cache.remove(&seg.path);
-                remove_segment_files(&seg.path);
-            }
-        }
-        // Cut the target segment at the batch containing `offset` and make it active.
-        let seg = st.segments.get_mut(&target_base).expect("target segment");
-        let file = match seg.file.clone() {
-            Some(f) => f,
-            None => {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&seg.path)
-                    .map_err(|e| Error::io(&seg.path, e))?;
-                self.inner.env.fd_cache.remove(&seg.path);
-                std::sync::Arc::new(f)
-            }
+            self.inner.durable.send_if_modified(|d| {
+                let lower = d.end > new_next;
+                if lower {
+                    d.end = new_next;
+                }
+                lower
+            });
+            let copies: std::collections::BTreeMap<i64, crate::segment::Segment> =
+                st.segments.iter().map(|(b, s)| (*b, s.detached_copy())).collect();
+            (doomed, copies, cut_pos, new_next)
         };
-        ensure_indexes(seg, &file, interval)?;
-        let (start_rel, start) =
-            seg.indexes.as_ref().map_or((0, 0), |ix| ix.offset.lookup_entry((offset - seg.base_offset) as u32));
-        let (start, start_base) = (u64::from(start), seg.base_offset + i64::from(start_rel));
-        let (cut_pos, new_next) = match find_batch(&file, &seg.path, start, seg.size, start_base, offset)? {
-            Some((pos, h)) => (pos, h.base_offset),
-            None => (seg.size, seg.next_offset),
-        };
-        file.set_len(cut_pos).map_err(|e| Error::io(&seg.path, e))?;
-        seg.file_len = cut_pos;
-        seek_to(&file, cut_pos).map_err(|e| Error::io(&seg.path, e))?;
+        for p in &doomed {
+            remove_segment_files(p);
+        }
+        file.set_len(cut_pos).map_err(|e| Error::io(path, e))?;
+        seek_to(&file, cut_pos).map_err(|e| Error::io(path, e))?;
         if let Err(e) = file.sync_all() {
-            tracing::error!(path = %seg.path.display(), error = %e, "fsync failed after truncation; log is now failed");
-            self.latch_failed(&mut st);
+            tracing::error!(path = %path.display(), error = %e, "fsync failed after truncation; log is now failed");
             return Err(Error::io(self.dir().to_path_buf(), e));
         }
-        let seg = st.segments.get_mut(&target_base).expect("target segment");
-        seg.size = cut_pos;
-        seg.next_offset = new_next;
-        if let Some(ix) = seg.indexes.as_mut() {
-            ix.offset.truncate_to_position(cut_pos as u32);
-            ix.time.truncate_to_position(cut_pos as u32);
-            ix.bytes_since_entry = u64::MAX / 2; // index the next batch
-        }
-        seg.max_timestamp = seg.indexes.as_ref().and_then(|ix| ix.time.max_timestamp()).unwrap_or(-1);
-        seg.file = Some(file);
-        let (oi, ti) = seg.index_paths();
+        let (oi, ti) = (path.with_extension("index"), path.with_extension("timeindex"));
         let _ = std::fs::remove_file(oi);
         let _ = std::fs::remove_file(ti);
         // Before the directory fsync, so that a snapshot of producer state past the cut cannot
         // come back after a power loss.
         remove_snapshots_above(self.dir(), new_next);
         crate::manager::sync_dir(self.dir())?;
-
-        st.next_offset = new_next;
-        st.generation += 1;
+        let mut copies = copies;
+        if let Some(target) = copies.get_mut(&target_base) {
+            // The producer-state replay reads the target through the open file.
+            target.file = Some(file.clone());
+        }
+        let producers = rebuild_producer_state(self.dir(), &mut copies, new_next, &self.inner.env.fd_cache)?;
+        let mut st = self.lock()?;
+        if let Some(seg) = st.segments.get_mut(&target_base) {
+            seg.file_len = cut_pos;
+        }
+        st.producers = producers;
         st.dirty = false;
-        st.producers = rebuild_producer_state(self.dir(), &mut st.segments, new_next, &self.inner.env.fd_cache)?;
-        self.inner.leo.store(new_next, Ordering::Release);
-        self.inner.hw.send_if_modified(|hw| {
-            let lower = *hw > new_next;
-            if lower {
-                *hw = new_next;
-            }
-            lower
-        });
-        self.inner.durable.send_if_modified(|d| {
-            let lower = d.end > new_next;
-            if lower {
-                d.end = new_next;
-            }
-            lower
-        });
+        st.truncating = false;
+        drop(st);
         // Everything kept was fsynced above and the dirty flag is cleared (so the flusher skips
         // this log): complete the waiters for kept offsets now, not at some later append.
         self.publish_durable(new_next);
-        tracing::info!(topic = %self.topic(), partition = self.partition(), offset, log_end = new_next, "truncated log");
-        Ok(())
+        Ok(new_next)
     }
 
     /// Deletes the sealed segments that hold only offsets below `offset` (and below the high
@@ -129,6 +202,9 @@ impl PartitionLog {
     /// segments deleted.
     pub fn delete_segments_before(&self, offset: i64) -> Result<usize> {
         let mut st = self.lock()?;
+        if st.truncating {
+            return Ok(0); // the next call prunes
+        }
         let limit = offset.min(self.high_watermark());
         let mut deleted = 0;
         while st.segments.len() > 1 {
@@ -167,15 +243,32 @@ impl PartitionLog {
     /// `retention.bytes`; the log start offset moves to the first remaining segment. The
     /// active segment is never deleted. Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        // A segment whose largest timestamp is not known yet (its indexes are not loaded)
+        // is loaded with the lock released, then the pass goes on from there.
+        while let Some(unloaded) = self.apply_retention_locked(now_ms, &mut deleted)? {
+            self.load_sealed_indexes(unloaded)?;
+        }
+        Ok(deleted)
+    }
+
+    /// One pass of [`PartitionLog::apply_retention`] under the lock, counting deletions in
+    /// `deleted`; `Some(base)` when it stopped at a sealed segment whose indexes must be
+    /// loaded first.
+    fn apply_retention_locked(&self, now_ms: i64, deleted_total: &mut usize) -> Result<Option<i64>> {
         let mut st = self.lock()?;
+        if st.truncating {
+            return Ok(None); // the next pass applies it
+        }
         let (retention_ms, retention_bytes, interval) =
             (st.config.retention_ms, st.config.retention_bytes, st.config.index_interval_bytes);
         if retention_ms.is_none() && retention_bytes.is_none() {
-            return Ok(0);
+            return Ok(None);
         }
         let hw = self.high_watermark();
         let mut total: u64 = st.segments.values().map(|s| s.size).sum();
         let mut deleted = 0;
+        let mut unloaded = None;
         while st.segments.len() > 1 {
             let (&base, _) = st.segments.iter().next().expect("non-empty");
             let seg = st.segments.get_mut(&base).expect("first segment");
@@ -184,6 +277,10 @@ impl PartitionLog {
             }
             let by_size = retention_bytes.is_some_and(|limit| total - seg.size >= limit);
             let by_time = match retention_ms {
+                Some(_) if !by_size && needs_unlocked_load(seg) => {
+                    unloaded = Some(base);
+                    break;
+                }
                 Some(ms) => {
                     let file = self.segment_file(seg)?;
                     ensure_indexes(seg, &file, interval)?;
@@ -202,7 +299,8 @@ impl PartitionLog {
             crate::manager::sync_dir(self.dir())?;
             remove_snapshots_below(self.dir(), st.log_start);
         }
-        Ok(deleted)
+        *deleted_total += deleted;
+        Ok(unloaded)
     }
 
     /// Removes the oldest segment (the caller keeps at least one) with its files, and moves
@@ -227,6 +325,11 @@ impl PartitionLog {
         st.closed = true;
         if st.failed {
             return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+        }
+        if st.truncating {
+            // Its producer state is being rebuilt: no snapshot of it, and no clean-shutdown
+            // marker (the caller sees the error), so the next start rebuilds by replay.
+            return Err(Error::Truncating(format!("{}-{}", self.topic(), self.partition())));
         }
         let next = st.next_offset;
         let active = st.active();

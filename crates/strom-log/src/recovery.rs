@@ -118,6 +118,7 @@ pub(crate) fn load_partition(dir: &Path, config: LogConfig, clean: bool, fd_cach
         flush_bytes_avg: 0,
         appended_since_open: 0,
         preallocating: false,
+        truncating: false,
         prealloc_failed_segment: None,
         generation: 0,
         failed: false,

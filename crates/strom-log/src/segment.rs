@@ -66,6 +66,22 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    /// A copy of what describes this segment on disk (base, path, sizes, offsets), without
+    /// its indexes or writable file: for file work done with the partition's lock released.
+    pub(crate) fn detached_copy(&self) -> Segment {
+        Segment {
+            base_offset: self.base_offset,
+            path: self.path.clone(),
+            size: self.size,
+            file_len: self.file_len,
+            next_offset: self.next_offset,
+            max_timestamp: -1,
+            indexes: None,
+            file: None,
+            first_append_ms: self.first_append_ms,
+        }
+    }
+
     /// Paths of the index files beside the log file.
     pub(crate) fn index_paths(&self) -> (PathBuf, PathBuf) {
         (self.path.with_extension("index"), self.path.with_extension("timeindex"))

@@ -143,13 +143,16 @@ impl PartitionLog {
         Ok(batches.len())
     }
 
-    /// Refuses writes to a failed or closed log.
+    /// Refuses writes to a failed, closed or truncating log.
     fn check_writable(&self, st: &State) -> Result<()> {
         if st.failed {
             return Err(Error::StorageFailed { path: self.inner.dir.clone() });
         }
         if st.closed {
             return Err(self.closed_error());
+        }
+        if st.truncating {
+            return Err(Error::Truncating(format!("{}-{}", self.inner.topic, self.inner.partition)));
         }
         Ok(())
     }

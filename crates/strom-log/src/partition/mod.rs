@@ -38,7 +38,7 @@ use crate::segment::Segment;
 
 pub(crate) use append::seek_to;
 pub(crate) use flush::FlushState;
-pub(crate) use read::ensure_indexes;
+pub(crate) use read::{ensure_indexes, needs_unlocked_load};
 pub(crate) use state::State;
 
 /// What an append did.

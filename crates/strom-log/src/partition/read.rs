@@ -154,7 +154,7 @@ pub(crate) fn ensure_indexes(seg: &mut Segment, file: &File, interval: u64) -> R
 
 /// Whether a segment's indexes should be loaded with the partition's lock released: a sealed
 /// segment (immutable, so what is read outside the lock stays true) not loaded yet.
-fn needs_unlocked_load(seg: &Segment) -> bool {
+pub(crate) fn needs_unlocked_load(seg: &Segment) -> bool {
     seg.indexes.is_none() && seg.file.is_none()
 }
 
@@ -163,7 +163,7 @@ impl PartitionLog {
     /// during the I/O: what is needed is copied under the lock, the files are read (or the
     /// segment scanned) outside it, and the result is installed under the lock again unless
     /// the segment went away or was loaded meanwhile.
-    fn load_sealed_indexes(&self, base: i64) -> Result<()> {
+    pub(crate) fn load_sealed_indexes(&self, base: i64) -> Result<()> {
         let (copy, file, interval, generation) = {
             let mut st = self.lock()?;
             let (interval, generation) = (st.config.index_interval_bytes, st.generation);
@@ -172,17 +172,7 @@ impl PartitionLog {
                 return Ok(());
             }
             let file = self.segment_file(seg)?;
-            let copy = Segment {
-                base_offset: seg.base_offset,
-                path: seg.path.clone(),
-                size: seg.size,
-                file_len: seg.file_len,
-                next_offset: seg.next_offset,
-                max_timestamp: -1,
-                indexes: None,
-                file: None,
-                first_append_ms: seg.first_append_ms,
-            };
+            let copy = seg.detached_copy();
             (copy, file, interval, generation)
         };
         let (indexes, max_timestamp, rebuilt) = load_indexes(&copy, &file, interval)?;

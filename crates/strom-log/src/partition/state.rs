@@ -34,6 +34,9 @@ pub(crate) struct State {
     pub(crate) prealloc_failed_segment: Option<i64>,
     /// Bumped by truncation so an fsync snapshot taken before it is not trusted after it.
     pub(crate) generation: u64,
+    /// A truncation is doing its file work with the lock released: appends, retention and
+    /// a clean close keep off until it is done.
+    pub(crate) truncating: bool,
     pub(crate) failed: bool,
     pub(crate) closed: bool,
 }
