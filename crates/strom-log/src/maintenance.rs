@@ -118,11 +118,8 @@ impl PartitionLog {
             let mut st = self.lock()?;
             let doomed: Vec<std::path::PathBuf> = st
                 .segments
-                .range(target_base + 1..)
-                .map(|(b, _)| *b)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .filter_map(|b| st.segments.remove(&b))
+                .split_off(&(target_base + 1))
+                .into_values()
                 .map(|seg| {
                     self.inner.env.fd_cache.remove(&seg.path);
                     seg.path
@@ -168,9 +165,7 @@ impl PartitionLog {
             tracing::error!(path = %path.display(), error = %e, "fsync failed after truncation; log is now failed");
             return Err(Error::io(self.dir().to_path_buf(), e));
         }
-        let (oi, ti) = (path.with_extension("index"), path.with_extension("timeindex"));
-        let _ = std::fs::remove_file(oi);
-        let _ = std::fs::remove_file(ti);
+        copies.get(&target_base).expect("the target is kept").remove_index_files();
         // Before the directory fsync, so that a snapshot of producer state past the cut cannot
         // come back after a power loss.
         remove_snapshots_above(self.dir(), new_next);

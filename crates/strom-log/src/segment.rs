@@ -82,6 +82,13 @@ impl Segment {
         }
     }
 
+    /// Removes the index files (best effort: a missing one is what this wants).
+    pub(crate) fn remove_index_files(&self) {
+        let (oi, ti) = self.index_paths();
+        let _ = std::fs::remove_file(oi);
+        let _ = std::fs::remove_file(ti);
+    }
+
     /// Paths of the index files beside the log file.
     pub(crate) fn index_paths(&self) -> (PathBuf, PathBuf) {
         (self.path.with_extension("index"), self.path.with_extension("timeindex"))

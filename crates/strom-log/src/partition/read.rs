@@ -194,9 +194,7 @@ impl PartitionLog {
                 // Truncated or removed meanwhile: index files written above could describe
                 // bytes that are gone (a segment made again at this base must not trust them).
                 if rebuilt {
-                    let (oi, ti) = copy.index_paths();
-                    let _ = std::fs::remove_file(oi);
-                    let _ = std::fs::remove_file(ti);
+                    copy.remove_index_files();
                 }
             }
         }
