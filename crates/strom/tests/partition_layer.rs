@@ -10,7 +10,10 @@ mod support;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
+};
 
 use support::in_process::{EPOCH, InProcess, epoch_end, name};
 use support::{RawConn, produce_request, raw_batch, single_partition};
@@ -87,6 +90,19 @@ fn the_partition_layer_fences_stale_epochs_and_refuses_unknown_ones() {
     assert_eq!(epoch_end(&mut c, "e", EPOCH + 1, EPOCH).0, UNKNOWN_LEADER_EPOCH);
     // An unknown partition is answered as such, not by a closed connection.
     assert_eq!(epoch_end(&mut c, "missing", -1, 0).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    // What a careless or hostile client may send is answered per partition, and the
+    // connection keeps serving: extreme epochs, a negative partition index.
+    assert_eq!(fetch(&mut c, "e", i32::MAX).0, UNKNOWN_LEADER_EPOCH);
+    assert_eq!(fetch(&mut c, "e", i32::MIN).0, FENCED_LEADER_EPOCH);
+    assert_eq!(epoch_end(&mut c, "e", EPOCH, i32::MAX), (0, -1, -1), "an epoch newer than any known");
+    assert_eq!(epoch_end(&mut c, "e", EPOCH, i32::MIN), (0, i32::MIN, 0), "older than any known: its start");
+    let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+        OffsetForLeaderTopic::default().with_topic(name("e")).with_partitions(vec![
+            OffsetForLeaderPartition::default().with_partition(-1).with_current_leader_epoch(-1).with_leader_epoch(0),
+        ]),
+    ]);
+    assert_eq!(c.call(4, &req).topics[0].partitions[0].error_code, 3, "negative partition: UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(list_latest(&mut c, "e", EPOCH), (0, 5, EPOCH), "the connection still serves");
 }
 
 /// Creating a topic of 2,000 partitions (two fsyncs of new directories and files for each,
