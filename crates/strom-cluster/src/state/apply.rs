@@ -1,0 +1,390 @@
+//! The metadata log's commands and how each changes a [`ClusterState`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{BrokerRecord, ClusterState, PartitionRecord, TopicRecord};
+
+/// One entry of the metadata log. Each carries the controller's decision, so applying it is
+/// deterministic (see the module docs of [`super`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker started (or restarted): records it, fenced, with broker epoch = this entry's
+    /// log index.
+    RegisterBroker {
+        /// Node id.
+        node_id: i32,
+        /// This process start's random id.
+        incarnation: Uuid,
+        /// Host clients connect to.
+        host: String,
+        /// Port clients connect to.
+        port: i32,
+        /// Rack.
+        rack: Option<String>,
+        /// Internal listener address.
+        internal_address: String,
+    },
+    /// Removes a broker from the registry (decommissioning). Refused while it holds replicas.
+    UnregisterBroker {
+        /// Node id.
+        node_id: i32,
+    },
+    /// The broker's heartbeats stopped: it leaves every ISR (but an ISR's last member) and
+    /// its leaderships move to another live ISR member, or the partition goes offline.
+    FenceBroker {
+        /// Node id.
+        node_id: i32,
+        /// The registration this fences; a newer registration is not touched.
+        epoch: u64,
+    },
+    /// The broker heartbeats and has caught up: it serves again, and leads the offline
+    /// partitions whose ISR it is in.
+    UnfenceBroker {
+        /// Node id.
+        node_id: i32,
+        /// The registration this unfences.
+        epoch: u64,
+    },
+    /// A new topic with its replica assignment (index = partition, preferred leader first).
+    /// Each partition's leader is its first live replica.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Id chosen by the controller.
+        id: Uuid,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+        /// Replicas of each partition.
+        assignment: Vec<Vec<i32>>,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Appends partitions to a topic (`assignment[i]` is partition `current + i`).
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// Replicas of each new partition.
+        assignment: Vec<Vec<i32>>,
+    },
+    /// Replaces a topic's config overrides.
+    AlterConfigs {
+        /// Name.
+        name: String,
+        /// The new overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// Changes one partition's leader and ISR (a leader election, an ISR shrink or
+    /// expansion). The leader epoch is raised if the leader changes; the partition epoch
+    /// always is. Refused unless `partition_epoch` is the current one (a stale proposal).
+    ChangePartition {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The partition epoch the proposer saw.
+        partition_epoch: i32,
+        /// The new leader.
+        leader: Option<i32>,
+        /// The new ISR.
+        isr: Vec<i32>,
+    },
+    /// Hands `count` producer ids to a broker.
+    AllocateProducerIds {
+        /// The broker asking.
+        node_id: i32,
+        /// How many ids.
+        count: i64,
+    },
+}
+
+/// What a command did, returned to whoever proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// A broker registered with this epoch.
+    Registered {
+        /// The broker epoch.
+        epoch: u64,
+    },
+    /// A topic was created, deleted, or changed; this is it afterwards (before, for a delete).
+    Topic {
+        /// Name.
+        name: String,
+        /// The record.
+        record: TopicRecord,
+    },
+    /// A producer-id block `[first, first + count)`.
+    ProducerIds {
+        /// First id of the block.
+        first: i64,
+        /// Size of the block.
+        count: i64,
+    },
+    /// Done; nothing to report (fence, unfence, unregister, partition change).
+    Done,
+}
+
+/// Why a command changed nothing. Applying it is still deterministic: every node rejects it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejected {
+    /// The topic exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// The topic does not exist.
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    /// The broker is not registered.
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    /// A fence or unfence for a registration that has since been replaced.
+    #[error("broker {node_id}: epoch {epoch} is stale (current {current})")]
+    StaleBrokerEpoch {
+        /// Node id.
+        node_id: i32,
+        /// The epoch in the command.
+        epoch: u64,
+        /// The registered epoch.
+        current: u64,
+    },
+    /// A partition change proposed against an older partition epoch.
+    #[error("{topic}-{partition}: partition epoch {epoch} is stale (current {current})")]
+    StalePartitionEpoch {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The epoch in the command.
+        epoch: i32,
+        /// The current epoch.
+        current: i32,
+    },
+    /// An assignment, ISR or count that breaks the state's rules.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl ClusterState {
+    /// Applies `command`, the metadata log's entry at `index`. Deterministic; a rejected
+    /// command leaves the state unchanged.
+    pub fn apply(&mut self, index: u64, command: &Command) -> Result<Applied, Rejected> {
+        match command {
+            Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address } => {
+                let record = BrokerRecord {
+                    node_id: *node_id,
+                    incarnation: *incarnation,
+                    epoch: index,
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                    internal_address: internal_address.clone(),
+                    fenced: true,
+                };
+                // A re-registration replaces the old one; until the broker is unfenced it is
+                // out of every ISR and leads nothing, as if its old registration were fenced.
+                if self.brokers.contains_key(node_id) {
+                    self.fence_replica(*node_id);
+                }
+                self.brokers.insert(*node_id, record);
+                Ok(Applied::Registered { epoch: index })
+            }
+            Command::UnregisterBroker { node_id } => {
+                if !self.brokers.contains_key(node_id) {
+                    return Err(Rejected::UnknownBroker(*node_id));
+                }
+                if self.replica_load().get(node_id).copied().unwrap_or(0) > 0 {
+                    return Err(Rejected::Invalid(format!("broker {node_id} still holds replicas")));
+                }
+                self.brokers.remove(node_id);
+                Ok(Applied::Done)
+            }
+            Command::FenceBroker { node_id, epoch } => {
+                self.check_epoch(*node_id, *epoch)?;
+                if let Some(b) = self.brokers.get_mut(node_id) {
+                    b.fenced = true;
+                }
+                self.fence_replica(*node_id);
+                Ok(Applied::Done)
+            }
+            Command::UnfenceBroker { node_id, epoch } => {
+                self.check_epoch(*node_id, *epoch)?;
+                if let Some(b) = self.brokers.get_mut(node_id) {
+                    b.fenced = false;
+                }
+                self.unfence_replica(*node_id);
+                Ok(Applied::Done)
+            }
+            Command::CreateTopic { name, id, configs, assignment } => {
+                if self.topics.contains_key(name) {
+                    return Err(Rejected::TopicExists(name.clone()));
+                }
+                if self.topics.values().any(|t| t.id == *id) || id.is_nil() {
+                    return Err(Rejected::Invalid(format!("topic id {id} is nil or in use")));
+                }
+                if assignment.is_empty() {
+                    return Err(Rejected::Invalid(format!("topic {name:?} needs at least one partition")));
+                }
+                let partitions = self.new_partitions(assignment)?;
+                let record = TopicRecord { id: *id, configs: configs.clone(), partitions };
+                self.topics.insert(name.clone(), record.clone());
+                Ok(Applied::Topic { name: name.clone(), record })
+            }
+            Command::DeleteTopic { name } => {
+                let record = self.topics.remove(name).ok_or_else(|| Rejected::UnknownTopic(name.clone()))?;
+                Ok(Applied::Topic { name: name.clone(), record })
+            }
+            Command::CreatePartitions { name, assignment } => {
+                if !self.topics.contains_key(name) {
+                    return Err(Rejected::UnknownTopic(name.clone()));
+                }
+                if assignment.is_empty() {
+                    return Err(Rejected::Invalid(format!("no partitions to add to {name:?}")));
+                }
+                let added = self.new_partitions(assignment)?;
+                let topic = self.topics.get_mut(name).ok_or_else(|| Rejected::UnknownTopic(name.clone()))?;
+                topic.partitions.extend(added);
+                Ok(Applied::Topic { name: name.clone(), record: topic.clone() })
+            }
+            Command::AlterConfigs { name, configs } => {
+                let topic = self.topics.get_mut(name).ok_or_else(|| Rejected::UnknownTopic(name.clone()))?;
+                topic.configs = configs.clone();
+                Ok(Applied::Topic { name: name.clone(), record: topic.clone() })
+            }
+            Command::ChangePartition { topic, partition, partition_epoch, leader, isr } => {
+                self.change_partition(topic, *partition, *partition_epoch, *leader, isr)
+            }
+            Command::AllocateProducerIds { node_id, count } => {
+                if !self.brokers.contains_key(node_id) {
+                    return Err(Rejected::UnknownBroker(*node_id));
+                }
+                if !(1..=1_000_000).contains(count) {
+                    return Err(Rejected::Invalid(format!("producer-id block size {count} is outside 1..=1000000")));
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id = first
+                    .checked_add(*count)
+                    .ok_or_else(|| Rejected::Invalid("producer ids are exhausted".to_string()))?;
+                Ok(Applied::ProducerIds { first, count: *count })
+            }
+        }
+    }
+
+    fn check_epoch(&self, node_id: i32, epoch: u64) -> Result<(), Rejected> {
+        let b = self.brokers.get(&node_id).ok_or(Rejected::UnknownBroker(node_id))?;
+        if b.epoch != epoch {
+            return Err(Rejected::StaleBrokerEpoch { node_id, epoch, current: b.epoch });
+        }
+        Ok(())
+    }
+
+    /// Builds the records of new partitions from their replica lists: ISR = every replica,
+    /// leader = the first live one.
+    fn new_partitions(&self, assignment: &[Vec<i32>]) -> Result<Vec<PartitionRecord>, Rejected> {
+        let mut out = Vec::with_capacity(assignment.len());
+        for (i, replicas) in assignment.iter().enumerate() {
+            let mut seen = std::collections::BTreeSet::new();
+            if replicas.is_empty() || !replicas.iter().all(|r| seen.insert(*r)) {
+                return Err(Rejected::Invalid(format!("partition {i}: replicas {replicas:?} are empty or repeat")));
+            }
+            if let Some(r) = replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(Rejected::UnknownBroker(*r));
+            }
+            let leader = replicas.iter().copied().find(|r| self.is_live(*r));
+            out.push(PartitionRecord {
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes a fenced broker out of every ISR it is in (except as the last member) and moves
+    /// its leaderships to the next live ISR member, or leaves the partition offline.
+    fn fence_replica(&mut self, node_id: i32) {
+        let live: std::collections::BTreeSet<i32> =
+            self.brokers.values().filter(|b| !b.fenced && b.node_id != node_id).map(|b| b.node_id).collect();
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                let mut changed = false;
+                if p.isr.len() > 1 && p.isr.contains(&node_id) {
+                    p.isr.retain(|r| *r != node_id);
+                    changed = true;
+                }
+                if p.leader == Some(node_id) {
+                    p.leader = p.isr.iter().copied().find(|r| live.contains(r));
+                    p.leader_epoch += 1;
+                    changed = true;
+                }
+                if changed {
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Gives a broker that came back the leadership of every offline partition whose ISR
+    /// holds it (it may hold records no other replica has). Rejoining the ISR of led
+    /// partitions is the leader's decision (it must have caught up), not this one's.
+    fn unfence_replica(&mut self, node_id: i32) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.leader.is_none() && p.isr.contains(&node_id) {
+                    p.leader = Some(node_id);
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    fn change_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        partition_epoch: i32,
+        leader: Option<i32>,
+        isr: &[i32],
+    ) -> Result<Applied, Rejected> {
+        let live = |id: i32| self.is_live(id);
+        let t = self.topics.get(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .ok_or_else(|| Rejected::Invalid(format!("{topic} has no partition {partition}")))?;
+        if p.partition_epoch != partition_epoch {
+            return Err(Rejected::StalePartitionEpoch {
+                topic: topic.to_string(),
+                partition,
+                epoch: partition_epoch,
+                current: p.partition_epoch,
+            });
+        }
+        if isr.is_empty() || !isr.iter().all(|r| p.replicas.contains(r)) {
+            return Err(Rejected::Invalid(format!("ISR {isr:?} is empty or not within replicas {:?}", p.replicas)));
+        }
+        if let Some(l) = leader {
+            if !isr.contains(&l) || !live(l) {
+                return Err(Rejected::Invalid(format!("leader {l} is not a live member of the ISR {isr:?}")));
+            }
+        }
+        let index = usize::try_from(partition).unwrap_or(usize::MAX);
+        let t = self.topics.get_mut(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+        let Some(p) = t.partitions.get_mut(index) else {
+            return Err(Rejected::Invalid(format!("{topic} has no partition {partition}")));
+        };
+        if p.leader != leader {
+            p.leader_epoch += 1;
+        }
+        p.leader = leader;
+        p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        Ok(Applied::Done)
+    }
+}

@@ -1,0 +1,231 @@
+//! The state machine without a network: exact outcomes of each command, and a property test
+//! over random command sequences (invariants after every step, determinism, monotonic
+//! epochs, producer ids never handed out twice).
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::{Applied, ClusterState, Command, Rejected};
+
+fn register(id: i32) -> Command {
+    Command::RegisterBroker {
+        node_id: id,
+        incarnation: Uuid::from_u128(id as u128 + 1),
+        host: "127.0.0.1".into(),
+        port: 9000 + id,
+        rack: None,
+        internal_address: format!("127.0.0.1:{}", 19000 + id),
+    }
+}
+
+/// Applies `commands` from log index 1, checking the invariants after each.
+fn run(state: &mut ClusterState, commands: &[Command]) -> Vec<Result<Applied, Rejected>> {
+    let first = state.brokers.values().map(|b| b.epoch).max().unwrap_or(0) + 1;
+    commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let r = state.apply(first + i as u64, c);
+            if let Err(e) = state.validate() {
+                panic!("after {c:?}: {e}");
+            }
+            r
+        })
+        .collect()
+}
+
+fn create(name: &str, assignment: Vec<Vec<i32>>) -> Command {
+    Command::CreateTopic {
+        name: name.into(),
+        id: Uuid::from_u128(name.bytes().map(u128::from).sum::<u128>() + 7),
+        configs: BTreeMap::new(),
+        assignment,
+    }
+}
+
+fn three_live_brokers() -> ClusterState {
+    let mut s = ClusterState::default();
+    run(&mut s, &[register(1), register(2), register(3)]);
+    for id in 1..=3 {
+        let epoch = s.brokers[&id].epoch;
+        s.apply(100 + id as u64, &Command::UnfenceBroker { node_id: id, epoch }).expect("unfence");
+    }
+    s
+}
+
+#[test]
+fn a_broker_registers_fenced_with_its_log_index_as_epoch_and_is_unfenced() {
+    let mut s = ClusterState::default();
+    assert_eq!(s.apply(7, &register(1)), Ok(Applied::Registered { epoch: 7 }));
+    assert!(s.brokers[&1].fenced, "registered fenced");
+    assert_eq!(s.live_brokers().count(), 0);
+    assert_eq!(
+        s.apply(8, &Command::UnfenceBroker { node_id: 1, epoch: 6 }),
+        Err(Rejected::StaleBrokerEpoch { node_id: 1, epoch: 6, current: 7 })
+    );
+    s.apply(9, &Command::UnfenceBroker { node_id: 1, epoch: 7 }).expect("unfence");
+    assert_eq!(s.live_brokers().map(|b| b.node_id).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn a_new_topic_is_led_by_its_first_live_replica() {
+    let mut s = three_live_brokers();
+    s.apply(200, &Command::FenceBroker { node_id: 2, epoch: s.brokers[&2].epoch }).expect("fence");
+    let Ok(Applied::Topic { record, .. }) = s.apply(201, &create("t", vec![vec![2, 3], vec![1, 2]])) else {
+        panic!("create failed")
+    };
+    assert_eq!(record.partitions[0].leader, Some(3), "2 is fenced");
+    assert_eq!(record.partitions[1].leader, Some(1));
+    assert_eq!(record.partitions[0].isr, vec![2, 3], "a new partition's ISR is all its replicas");
+    assert_eq!(s.apply(202, &create("t", vec![vec![1]])), Err(Rejected::TopicExists("t".into())));
+    assert_eq!(s.apply(203, &create("u", vec![vec![9]])), Err(Rejected::UnknownBroker(9)));
+    assert!(matches!(s.apply(204, &create("u", vec![vec![1, 1]])), Err(Rejected::Invalid(_))));
+    s.validate().expect("valid");
+}
+
+#[test]
+fn fencing_moves_leadership_to_a_live_isr_member_and_keeps_the_last_member() {
+    let mut s = three_live_brokers();
+    s.apply(200, &create("t", vec![vec![1, 2], vec![1]])).expect("create");
+    s.apply(201, &Command::FenceBroker { node_id: 1, epoch: s.brokers[&1].epoch }).expect("fence");
+    let p = &s.topics["t"].partitions;
+    assert_eq!((p[0].leader, p[0].leader_epoch, p[0].isr.clone()), (Some(2), 1, vec![2]));
+    assert_eq!((p[1].leader, p[1].leader_epoch, p[1].isr.clone()), (None, 1, vec![1]), "offline, ISR kept");
+    // Back: it leads the partition only it can serve; the other stays with 2.
+    s.apply(202, &Command::UnfenceBroker { node_id: 1, epoch: s.brokers[&1].epoch }).expect("unfence");
+    let p = &s.topics["t"].partitions;
+    assert_eq!((p[0].leader, p[0].leader_epoch), (Some(2), 1));
+    assert_eq!((p[1].leader, p[1].leader_epoch), (Some(1), 2));
+    s.validate().expect("valid");
+}
+
+#[test]
+fn a_restart_registers_anew_and_the_old_epoch_is_stale() {
+    let mut s = three_live_brokers();
+    s.apply(200, &create("t", vec![vec![1]])).expect("create");
+    let old = s.brokers[&1].epoch;
+    s.apply(201, &register(1)).expect("re-register");
+    assert_eq!(s.topics["t"].partitions[0].leader, None, "a re-registered broker leads nothing until unfenced");
+    assert!(matches!(
+        s.apply(202, &Command::FenceBroker { node_id: 1, epoch: old }),
+        Err(Rejected::StaleBrokerEpoch { .. })
+    ));
+    s.apply(203, &Command::UnfenceBroker { node_id: 1, epoch: 201 }).expect("unfence");
+    assert_eq!(s.topics["t"].partitions[0].leader, Some(1));
+}
+
+#[test]
+fn partition_changes_are_checked_against_the_partition_epoch() {
+    let mut s = three_live_brokers();
+    s.apply(200, &create("t", vec![vec![1, 2, 3]])).expect("create");
+    let change = |epoch, leader, isr: Vec<i32>| Command::ChangePartition {
+        topic: "t".into(),
+        partition: 0,
+        partition_epoch: epoch,
+        leader,
+        isr,
+    };
+    s.apply(201, &change(0, Some(1), vec![1, 2])).expect("shrink");
+    assert_eq!(s.topics["t"].partitions[0].leader_epoch, 0, "same leader, same leader epoch");
+    assert!(matches!(s.apply(202, &change(0, Some(2), vec![2])), Err(Rejected::StalePartitionEpoch { .. })));
+    assert!(matches!(s.apply(203, &change(1, Some(3), vec![1, 2])), Err(Rejected::Invalid(_))), "leader outside ISR");
+    s.apply(204, &change(1, Some(2), vec![2])).expect("elect 2");
+    let p = &s.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (Some(2), 1, 2));
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut s = three_live_brokers();
+    let a = s.apply(200, &Command::AllocateProducerIds { node_id: 1, count: 1000 });
+    let b = s.apply(201, &Command::AllocateProducerIds { node_id: 2, count: 1000 });
+    assert_eq!(a, Ok(Applied::ProducerIds { first: 0, count: 1000 }));
+    assert_eq!(b, Ok(Applied::ProducerIds { first: 1000, count: 1000 }));
+    assert!(s.apply(202, &Command::AllocateProducerIds { node_id: 9, count: 1 }).is_err());
+    assert!(s.apply(203, &Command::AllocateProducerIds { node_id: 1, count: 0 }).is_err());
+}
+
+#[test]
+fn topics_grow_change_configs_and_go() {
+    let mut s = three_live_brokers();
+    s.apply(200, &create("t", vec![vec![1]])).expect("create");
+    let Ok(Applied::Topic { record, .. }) =
+        s.apply(201, &Command::CreatePartitions { name: "t".into(), assignment: vec![vec![2], vec![3]] })
+    else {
+        panic!("grow failed")
+    };
+    assert_eq!(record.partitions.iter().map(|p| p.leader).collect::<Vec<_>>(), vec![Some(1), Some(2), Some(3)]);
+    let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+    s.apply(202, &Command::AlterConfigs { name: "t".into(), configs: configs.clone() }).expect("alter");
+    assert_eq!(s.topics["t"].configs, configs);
+    assert!(s.apply(203, &Command::UnregisterBroker { node_id: 2 }).is_err(), "2 holds a replica");
+    s.apply(204, &Command::DeleteTopic { name: "t".into() }).expect("delete");
+    assert_eq!(s.apply(205, &Command::DeleteTopic { name: "t".into() }), Err(Rejected::UnknownTopic("t".into())));
+    s.apply(206, &Command::UnregisterBroker { node_id: 2 }).expect("now it may go");
+    assert!(!s.brokers.contains_key(&2));
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let id = 1..=4i32;
+    let name = prop::sample::select(vec!["a", "b", "c"]);
+    let replicas = prop::collection::btree_set(1..=4i32, 1..=3).prop_map(|s| s.into_iter().collect::<Vec<_>>());
+    prop_oneof![
+        id.clone().prop_map(register),
+        (id.clone(), 0u64..40).prop_map(|(node_id, epoch)| Command::FenceBroker { node_id, epoch }),
+        (id.clone(), 0u64..40).prop_map(|(node_id, epoch)| Command::UnfenceBroker { node_id, epoch }),
+        (name.clone(), prop::collection::vec(replicas.clone(), 1..4), any::<u64>()).prop_map(|(n, a, salt)| {
+            Command::CreateTopic {
+                name: n.into(),
+                id: Uuid::from_u64_pair(salt | 1, 0),
+                configs: BTreeMap::new(),
+                assignment: a,
+            }
+        }),
+        name.clone().prop_map(|n| Command::DeleteTopic { name: n.into() }),
+        (name.clone(), prop::collection::vec(replicas.clone(), 1..3))
+            .prop_map(|(n, a)| Command::CreatePartitions { name: n.into(), assignment: a }),
+        (name, 0..3i32, 0..4i32, prop::option::of(id.clone()), replicas).prop_map(|(n, p, e, leader, isr)| {
+            Command::ChangePartition { topic: n.into(), partition: p, partition_epoch: e, leader, isr }
+        }),
+        (id, 1..2000i64).prop_map(|(node_id, count)| Command::AllocateProducerIds { node_id, count }),
+        (1..=4i32).prop_map(|node_id| Command::UnregisterBroker { node_id }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn random_command_sequences_keep_the_invariants(commands in prop::collection::vec(command(), 1..60)) {
+        let mut s = ClusterState::default();
+        let mut replay = ClusterState::default();
+        let mut blocks = Vec::new();
+        let mut epochs: BTreeMap<(String, usize, uuid::Uuid), i32> = BTreeMap::new();
+        for (i, c) in commands.iter().enumerate() {
+            let before = s.clone();
+            let r = s.apply(i as u64 + 1, c);
+            prop_assert_eq!(replay.apply(i as u64 + 1, c), r.clone(), "deterministic");
+            if r.is_err() {
+                prop_assert_eq!(&s, &before, "a rejected command changes nothing");
+            }
+            if let Err(e) = s.validate() {
+                return Err(TestCaseError::fail(format!("after {c:?}: {e}")));
+            }
+            if let Ok(Applied::ProducerIds { first, count }) = r {
+                blocks.push((first, count));
+            }
+            for (name, t) in &s.topics {
+                for (p, rec) in t.partitions.iter().enumerate() {
+                    let last = epochs.entry((name.clone(), p, t.id)).or_insert(rec.leader_epoch);
+                    prop_assert!(rec.leader_epoch >= *last, "leader epoch went down");
+                    *last = rec.leader_epoch;
+                }
+            }
+        }
+        prop_assert_eq!(&s, &replay);
+        blocks.sort();
+        for w in blocks.windows(2) {
+            prop_assert!(w[0].0 + w[0].1 <= w[1].0, "producer-id blocks overlap: {:?}", w);
+        }
+    }
+}
