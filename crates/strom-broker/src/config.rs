@@ -91,6 +91,9 @@ pub struct Config {
     pub log: LogDefaults,
     /// The group coordinator: session timeouts, rebalance delay, offset retention.
     pub groups: crate::groups::GroupConfig,
+    /// Membership of a Strom cluster (`[cluster]`, see [`crate::ClusterSettings`]). Default:
+    /// none, a cluster of one with its metadata in the data directory.
+    pub cluster: Option<crate::cluster_config::ClusterSettings>,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             retention_check_interval_ms: 300_000,
             log: LogDefaults::default(),
             groups: crate::groups::GroupConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -195,6 +199,9 @@ impl Config {
         }
         self.log.to_log_config()?;
         self.groups.clone().validate()?;
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
         Ok(self)
     }
 

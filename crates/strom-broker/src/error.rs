@@ -100,6 +100,7 @@ impl From<strom_meta::MetaError> for Error {
             M::Corrupt { path, reason } => Error::CorruptMetadata { path, reason },
             M::Io { context, source } => Error::Io { context, source },
             M::Unavailable(reason) => Error::MetadataUnavailable(reason),
+            M::InvalidReplicationFactor { requested, .. } => Error::InvalidReplicationFactor(requested),
         }
     }
 }

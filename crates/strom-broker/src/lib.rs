@@ -5,6 +5,8 @@
 //! Module map:
 //! - [`config`]: [`Config`], the broker's one configuration struct (TOML file + CLI overrides),
 //!   and [`LogDefaults`], the topic-config defaults.
+//! - [`cluster_config`]: [`ClusterSettings`], the `[cluster]` section: joining a Strom
+//!   cluster whose metadata is replicated with Raft (`strom-cluster`).
 //! - [`error`]: [`Error`], and the one place where errors become Kafka error codes.
 //! - [`server`]: [`Broker`]: binds the listener, runs the accept loop, shuts down gracefully.
 //! - [`connection`]: one client connection: size-prefixed frames, pipelined requests, responses
@@ -26,6 +28,7 @@
 //! - [`api`]: one small module per API family: decode, execute, respond.
 
 pub mod api;
+pub mod cluster_config;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
@@ -40,6 +43,7 @@ pub mod server;
 pub mod state;
 pub mod topic_config;
 
+pub use cluster_config::ClusterSettings;
 pub use config::{Config, LogDefaults};
 pub use error::{Error, Result};
 pub use metadata::{BrokerInfo, LocalMetadataStore, MetadataStore, PartitionMeta, TopicMeta};

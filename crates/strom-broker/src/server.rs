@@ -32,6 +32,11 @@ impl Broker {
     /// single-node metadata store in it ([`MetadataSource::local`]). Cancelling `shutdown`
     /// later makes [`Broker::run`] shut down gracefully.
     pub async fn bind(config: Config, shutdown: CancellationToken) -> Result<Broker> {
+        if config.cluster.is_some() {
+            let (config, listener, local_addr, me) = prepare(config)?;
+            let source = MetadataSource::cluster(&config, me.clone()).await?;
+            return Broker::open(config, listener, local_addr, me, source, shutdown).await;
+        }
         Broker::bind_with_store(config, shutdown, MetadataSource::local).await
     }
 
@@ -43,13 +48,22 @@ impl Broker {
         shutdown: CancellationToken,
         store: impl FnOnce(&Config, BrokerInfo) -> Result<MetadataSource>,
     ) -> Result<Broker> {
-        let config = config.validate()?;
-        let addr = config.listen_addr()?;
-        let listener = bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
-        let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let me = advertised_broker(&config, local_addr)?;
+        let (config, listener, local_addr, me) = prepare(config)?;
         let source = store(&config, me.clone())?;
+        Broker::open(config, listener, local_addr, me, source, shutdown).await
+    }
+
+    async fn open(
+        config: Config,
+        listener: TcpListener,
+        local_addr: SocketAddr,
+        me: BrokerInfo,
+        source: MetadataSource,
+        shutdown: CancellationToken,
+    ) -> Result<Broker> {
         let state = Arc::new(BrokerState::open(config, me, source, shutdown.clone()).await?);
+        state.start_metadata_watch();
+        state.start_group_loading();
         Ok(Broker { listener, local_addr, state, shutdown })
     }
 
@@ -102,6 +116,9 @@ impl Broker {
             connections.abort_all();
             while connections.join_next().await.is_some() {}
         }
+        if let Some(node) = &state.cluster {
+            node.shutdown().await;
+        }
         let logs = state.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
@@ -109,6 +126,17 @@ impl Broker {
         info!("broker stopped cleanly");
         Ok(())
     }
+}
+
+/// Validates the config, binds the Kafka listener, and works out this broker's advertised
+/// address.
+fn prepare(config: Config) -> Result<(Config, TcpListener, SocketAddr, BrokerInfo)> {
+    let config = config.validate()?;
+    let addr = config.listen_addr()?;
+    let listener = bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
+    let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+    let me = advertised_broker(&config, local_addr)?;
+    Ok((config, listener, local_addr, me))
 }
 
 /// Accept-queue length requested from the kernel (capped by `net.core.somaxconn`). Larger than

@@ -2,9 +2,11 @@
 //! (create, delete, add partitions, alter configs) that keep the registry and the partition
 //! logs in step.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use strom_cluster::{BrokerEndpoint, ClusterNode, RaftMetadataStore};
 
 use strom_log::{LogManager, ManagerConfig, PartitionLog};
 use tokio_util::sync::CancellationToken;
@@ -42,8 +44,14 @@ pub struct BrokerState {
     pub shutdown: CancellationToken,
     /// The group coordinator: consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// The cluster node, when this broker is one of a Strom cluster (`[cluster]`); `None`
+    /// for a cluster of one.
+    pub cluster: Option<Arc<ClusterNode>>,
     /// Serializes topic operations so the registry and the logs change together.
     admin: tokio::sync::Mutex<()>,
+    /// The id of each topic whose partitions are held, to tell a topic deleted and created
+    /// again under its name (another id) from the one whose logs are here.
+    held_ids: Mutex<HashMap<String, uuid::Uuid>>,
 }
 
 impl std::fmt::Debug for BrokerState {
@@ -63,6 +71,8 @@ pub struct MetadataSource {
     /// adopted as topics (a store created empty next to an older data directory) rather than
     /// deleted as leftovers of an interrupted create.
     pub adopt_found_logs: bool,
+    /// The cluster node behind the store, for a broker of a Strom cluster.
+    pub cluster: Option<Arc<ClusterNode>>,
 }
 
 impl MetadataSource {
@@ -71,7 +81,25 @@ impl MetadataSource {
     pub fn local(config: &Config, me: BrokerInfo) -> Result<MetadataSource> {
         strom_log::create_dir_durable(&config.data_dir)?;
         let (store, created) = LocalMetadataStore::open(&config.data_dir, me)?;
-        Ok(MetadataSource { store: Arc::new(store), adopt_found_logs: created })
+        Ok(MetadataSource { store: Arc::new(store), adopt_found_logs: created, cluster: None })
+    }
+
+    /// Joins (or forms) the Strom cluster that `config.cluster` describes: starts this
+    /// node's metadata quorum member in `<data_dir>/raft` and its internal listener, and
+    /// registers `me` as a broker. Does not wait for a quorum.
+    pub async fn cluster(config: &Config, me: BrokerInfo) -> Result<MetadataSource> {
+        let settings = config
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Error::Config { field: "cluster", reason: "no [cluster] section".to_string() })?;
+        strom_log::create_dir_durable(&config.data_dir)?;
+        let node_config = settings.node_config(config.node_id, &config.data_dir)?;
+        let endpoint = BrokerEndpoint { host: me.host, port: me.port, rack: settings.rack.clone() };
+        let node = ClusterNode::start(node_config, endpoint)
+            .await
+            .map_err(|e| Error::Config { field: "cluster", reason: e.to_string() })?;
+        let store = RaftMetadataStore::new(node.clone());
+        Ok(MetadataSource { store: Arc::new(store), adopt_found_logs: false, cluster: Some(node) })
     }
 }
 
@@ -128,10 +156,16 @@ impl BrokerState {
             advertised_port: me.port,
             groups,
             shutdown,
+            cluster: metadata.cluster,
             admin: tokio::sync::Mutex::new(()),
+            held_ids: Mutex::new(HashMap::new()),
         };
         state.reconcile(metadata.adopt_found_logs).await?;
-        state.groups.load(&state).await?;
+        // In a cluster the coordinator loads in the background (it may need the quorum to
+        // create its topic): see `start_group_loading`.
+        if state.cluster.is_none() {
+            state.groups.load(&state).await?;
+        }
         Ok(state)
     }
 
@@ -157,10 +191,16 @@ impl BrokerState {
         let mut wanted = HashSet::new();
         for t in &topics {
             let cfg = topic_config::log_config(&self.config.log, &t.configs)?;
-            for p in 0..t.partitions {
+            for p in self.my_partitions(&t.name) {
                 wanted.insert((t.name.clone(), p));
                 match self.logs.get(&t.name, p) {
                     Some(log) => log.set_config(cfg.clone())?,
+                    None if self.cluster.is_some() => {
+                        // The normal way a cluster replica appears: assigned while this
+                        // broker was away (or between commit and creation).
+                        info!(topic = %t.name, partition = p, "creating the log of a partition assigned to this broker");
+                        self.logs.create(&t.name, p, cfg.clone())?;
+                    }
                     None => {
                         warn!(topic = %t.name, partition = p, "registry lists a partition with no log; creating it empty");
                         self.logs.create(&t.name, p, cfg.clone())?;
@@ -170,7 +210,9 @@ impl BrokerState {
             self.publish_partitions(&t.name);
         }
         for log in self.logs.list() {
-            if !wanted.contains(&(log.topic().to_string(), log.partition())) {
+            // In a cluster the applied metadata may still be catching up at startup: a log it
+            // does not list yet is kept (see `sync_locked` for when leftovers go).
+            if self.cluster.is_none() && !wanted.contains(&(log.topic().to_string(), log.partition())) {
                 warn!(
                     topic = log.topic(),
                     partition = log.partition(),
@@ -189,11 +231,185 @@ impl BrokerState {
     pub async fn apply_metadata(&self) -> Result<()> {
         let _admin = self.admin.lock().await;
         for t in self.metadata.topics() {
-            if !self.partitions.topic(&t.name).is_empty() {
+            if self.partitions.holds(&t.name) {
                 self.publish_partitions(&t.name);
             }
         }
         Ok(())
+    }
+
+    /// The partitions of `topic` this broker is a replica of.
+    fn my_partitions(&self, topic: &str) -> Vec<i32> {
+        let me = self.node_id();
+        self.metadata.partitions(topic).into_iter().filter(|p| p.replicas.contains(&me)).map(|p| p.partition).collect()
+    }
+
+    /// Brings this broker in line with the committed cluster metadata, whoever changed it:
+    /// creates the logs of partitions newly assigned here, deletes those of topics that are
+    /// gone (or were deleted and created again under the same name), applies config changes,
+    /// and republishes leadership (leaders, epochs, ISR). Idempotent; runs after every change
+    /// the store reports ([`MetadataStore::changes`]) and after this broker's own topic
+    /// operations.
+    pub async fn sync_with_store(&self) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        self.sync_locked().await
+    }
+
+    async fn sync_locked(&self) -> Result<()> {
+        let topics = self.metadata.topics();
+        let current: HashMap<&str, uuid::Uuid> = topics.iter().map(|t| (t.name.as_str(), t.id)).collect();
+        // Topics gone, or replaced by a new topic of the same name.
+        let held: Vec<(String, uuid::Uuid)> = self.held_ids().iter().map(|(n, id)| (n.clone(), *id)).collect();
+        for (name, id) in held {
+            if current.get(name.as_str()) != Some(&id) {
+                self.forget_topic(&name).await;
+            }
+        }
+        for t in &topics {
+            let cfg = topic_config::log_config(&self.config.log, &t.configs)?;
+            let mine = self.my_partitions(&t.name);
+            let missing: Vec<i32> = mine.iter().copied().filter(|p| self.logs.get(&t.name, *p).is_none()).collect();
+            if !missing.is_empty() {
+                self.create_logs_list(&t.name, missing.clone(), cfg.clone()).await?;
+                info!(topic = %t.name, partitions = ?missing, "created the logs of partitions assigned to this broker");
+            }
+            for p in &mine {
+                if let Some(log) = self.logs.get(&t.name, *p) {
+                    if log.config() != cfg {
+                        log.set_config(cfg.clone())?;
+                    }
+                }
+            }
+            self.publish_partitions(&t.name);
+            if crate::groups::is_internal_topic(&t.name) && !missing.is_empty() {
+                self.groups.adopt_partitions(self, &missing)?;
+            }
+        }
+        self.remove_leftover_logs(&current).await;
+        Ok(())
+    }
+
+    /// Deletes the logs of topics the cluster no longer has (deleted while this broker was
+    /// away), once this broker has caught up: it is unfenced, so it has applied the metadata
+    /// log at least up to its own registration, and a topic it does not see is really gone.
+    async fn remove_leftover_logs(&self, current: &HashMap<&str, uuid::Uuid>) {
+        let Some(node) = &self.cluster else { return };
+        let status = node.broker_status().borrow().clone();
+        if status.epoch.is_none() || status.fenced {
+            return;
+        }
+        let leftovers: Vec<String> = self
+            .logs
+            .list()
+            .iter()
+            .filter(|l| !current.contains_key(l.topic()))
+            .map(|l| l.topic().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for topic in leftovers {
+            warn!(%topic, "deleting the logs of a topic the cluster no longer has (deleted while this broker was away)");
+            self.forget_topic(&topic).await;
+        }
+    }
+
+    /// In a cluster: loads the group coordinator in the background, retrying until it
+    /// succeeds (it needs a quorum to create `__consumer_offsets` the first time); until
+    /// then group requests get `COORDINATOR_LOAD_IN_PROGRESS` and clients retry.
+    pub fn start_group_loading(self: &Arc<Self>) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let state = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(s) = state.upgrade() else { return };
+                match s.groups.load(&s).await {
+                    Ok(()) => return,
+                    Err(e) => warn!(error = %e, "the group coordinator could not load yet; retrying"),
+                }
+                drop(s);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+
+    fn held_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, uuid::Uuid>> {
+        self.held_ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops a topic this broker held: its partitions leave the partition layer, its logs
+    /// are deleted, and its committed offsets are forgotten.
+    async fn forget_topic(&self, name: &str) {
+        self.partitions.remove_topic(name);
+        self.held_ids().remove(name);
+        let local: Vec<i32> = self.logs.list().iter().filter(|l| l.topic() == name).map(|l| l.partition()).collect();
+        let (logs, topic) = (self.logs.clone(), name.to_string());
+        let dropped = tokio::task::spawn_blocking(move || {
+            for p in local {
+                if let Err(e) = logs.delete(&topic, p) {
+                    warn!(topic, partition = p, error = %e, "could not remove a partition log; the next startup removes it");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = dropped {
+            warn!(topic = name, error = %e, "removing partition logs did not finish; the next startup removes what is left");
+        }
+        self.groups.topic_deleted(name).await;
+        info!(topic = name, "removed a deleted topic's partitions from this broker");
+    }
+
+    /// Starts the task that runs [`BrokerState::sync_with_store`] after every change the
+    /// store reports (a cluster's committed metadata); nothing for the single-node store.
+    pub fn start_metadata_watch(self: &Arc<Self>) {
+        let Some(mut changes) = self.metadata.changes() else { return };
+        let state = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                let Some(state) = state.upgrade() else { return };
+                if let Err(e) = state.sync_with_store().await {
+                    warn!(error = %e, "applying the cluster metadata to this broker failed; retrying at the next change");
+                }
+            }
+        });
+    }
+
+    /// The broker coordinating `group`: the leader of the partition of `__consumer_offsets`
+    /// that stores it (Kafka's hash of the group id). `None` while that partition has no
+    /// leader or the topic does not exist yet (clients get `COORDINATOR_NOT_AVAILABLE` and
+    /// retry).
+    pub fn group_coordinator(&self, group: &str) -> Option<BrokerInfo> {
+        let topic = self.metadata.topic(crate::groups::OFFSETS_TOPIC)?;
+        let n = usize::try_from(topic.partitions).ok().filter(|n| *n > 0)?;
+        let p = crate::groups::partition_for(group, n);
+        let leader = self.metadata.partitions(crate::groups::OFFSETS_TOPIC).get(p)?.leader?;
+        self.metadata.brokers().into_iter().find(|b| b.node_id == leader)
+    }
+
+    /// Whether the cluster has this partition (held here or on another broker): what the
+    /// group coordinator checks before committing or fetching an offset for it.
+    pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.metadata.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
+    }
+
+    /// The error for a partition this broker does not hold: `NOT_LEADER_OR_FOLLOWER` when the
+    /// topic has it (another broker does: the client must refresh its metadata),
+    /// `UNKNOWN_TOPIC_OR_PARTITION` otherwise.
+    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> kafka_protocol::ResponseError {
+        match self.metadata.topic(topic) {
+            Some(t) if (0..t.partitions).contains(&partition) => kafka_protocol::ResponseError::NotLeaderOrFollower,
+            _ => kafka_protocol::ResponseError::UnknownTopicOrPartition,
+        }
     }
 
     /// Makes the partition layer hold `topic`'s partitions as the store describes them, over
@@ -207,24 +423,32 @@ impl BrokerState {
         let mut list = Vec::new();
         for meta in self.metadata.partitions(topic) {
             let index = meta.partition;
+            if !meta.replicas.contains(&me) {
+                list.push(None);
+                continue;
+            }
             let Some(log) = self.logs.get(topic, index) else {
                 tracing::error!(
                     topic,
                     partition = index,
-                    "the store lists a partition with no log; not serving it or later ones"
+                    "the store lists a partition of this broker with no log; not serving it"
                 );
-                break;
+                list.push(None);
+                continue;
             };
             let partition = match held.get(usize::try_from(index).unwrap_or(usize::MAX)) {
                 // Still the live log (a deleted one is closed: a name deleted and created again
                 // gets new partitions).
-                Some(p) if !p.log().is_closed() => {
+                Some(Some(p)) if !p.log().is_closed() => {
                     p.update(&meta);
                     p.clone()
                 }
                 _ => Arc::new(Partition::new(me, log, &meta)),
             };
-            list.push(partition);
+            list.push(Some(partition));
+        }
+        if let Some(t) = self.metadata.topic(topic) {
+            self.held_ids().insert(topic.to_string(), t.id);
         }
         self.partitions.set_topic(topic, list);
     }
@@ -277,6 +501,14 @@ impl BrokerState {
                 leader_epochs: Default::default(),
             });
         }
+        if self.cluster.is_some() {
+            // The controller places the replicas: commit first, then create the logs of the
+            // partitions assigned here (a crash in between: the next start creates them).
+            let meta = self.metadata.create_topic(name, partitions, configs).await?;
+            self.sync_locked().await?;
+            info!(topic = name, partitions, "created topic");
+            return Ok(meta);
+        }
         // Logs first, registry second: a crash in between leaves logs the registry does not
         // list, which the next startup deletes.
         self.create_logs(name, 0..partitions, cfg).await?;
@@ -303,18 +535,28 @@ impl BrokerState {
         partitions: std::ops::Range<i32>,
         cfg: strom_log::LogConfig,
     ) -> Result<()> {
-        let (logs, name, range) = (self.logs.clone(), topic.to_string(), partitions.clone());
+        self.create_logs_list(topic, partitions.collect(), cfg).await
+    }
+
+    /// [`Self::create_logs`] for any set of partition indexes.
+    async fn create_logs_list(&self, topic: &str, partitions: Vec<i32>, cfg: strom_log::LogConfig) -> Result<()> {
+        let (logs, name) = (self.logs.clone(), topic.to_string());
         let created = tokio::task::spawn_blocking(move || -> Result<()> {
-            for p in range.clone() {
-                if logs.get(&name, p).is_some() {
+            for (i, p) in partitions.iter().enumerate() {
+                let undo = |logs: &LogManager| {
+                    for done in &partitions[..i] {
+                        drop_logs_blocking(logs, &name, *done..*done + 1);
+                    }
+                };
+                if logs.get(&name, *p).is_some() {
                     // A leftover of an earlier failed attempt in this run.
-                    if let Err(e) = logs.delete(&name, p) {
-                        drop_logs_blocking(&logs, &name, range.start..p);
+                    if let Err(e) = logs.delete(&name, *p) {
+                        undo(&logs);
                         return Err(e.into());
                     }
                 }
-                if let Err(e) = logs.create(&name, p, cfg.clone()) {
-                    drop_logs_blocking(&logs, &name, range.start..p);
+                if let Err(e) = logs.create(&name, *p, cfg.clone()) {
+                    undo(&logs);
                     return Err(e.into());
                 }
             }
@@ -339,6 +581,10 @@ impl BrokerState {
         // Registry first, logs second: a crash in between leaves unlisted logs, deleted at
         // the next startup.
         let meta = self.metadata.delete_topic(name).await?;
+        if self.cluster.is_some() {
+            self.forget_topic(name).await;
+            return Ok(meta);
+        }
         self.partitions.remove_topic(name);
         self.drop_logs(name, 0..meta.partitions).await;
         // Before the admin lock is released, so a topic created again under this name cannot
@@ -364,6 +610,12 @@ impl BrokerState {
             return Ok(TopicMeta { partitions: count, ..meta });
         }
         let cfg = topic_config::log_config(&self.config.log, &meta.configs)?;
+        if self.cluster.is_some() {
+            let m = self.metadata.set_partitions(name, count).await?;
+            self.sync_locked().await?;
+            info!(topic = name, from = meta.partitions, to = count, "added partitions");
+            return Ok(m);
+        }
         self.create_logs(name, meta.partitions..count, cfg).await?;
         match self.metadata.set_partitions(name, count).await {
             Ok(m) => {

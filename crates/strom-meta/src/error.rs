@@ -28,6 +28,15 @@ pub enum MetaError {
         /// Why the count is rejected.
         reason: String,
     },
+    /// The replication factor cannot be met (too few brokers, or more than one replica
+    /// where partition data is not replicated).
+    #[error("invalid replication factor {requested}: {reason}")]
+    InvalidReplicationFactor {
+        /// What was asked.
+        requested: i16,
+        /// Why it cannot be.
+        reason: String,
+    },
     /// A persisted metadata file is unreadable.
     #[error("metadata file {path} is corrupt: {reason}")]
     Corrupt {

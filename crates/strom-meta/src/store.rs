@@ -51,4 +51,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn set_partitions(&self, name: &str, count: i32) -> StoreFuture<'_, TopicMeta>;
     /// Replaces a topic's config overrides.
     fn set_configs(&self, name: &str, configs: TopicConfigs) -> StoreFuture<'_, TopicMeta>;
+    /// A watch that changes whenever the metadata changes for a reason other than this
+    /// broker's own mutations (another node's admin request, a leader change, a fenced
+    /// broker); the broker then brings its partitions in line. `None` for a store that only
+    /// changes through this broker (the single-node store).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

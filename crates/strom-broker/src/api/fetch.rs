@@ -27,7 +27,8 @@ use crate::partition::Partition;
 /// One requested partition.
 struct Wanted {
     index: i32,
-    partition: Option<Arc<Partition>>,
+    /// The partition, or the error code for one this broker does not hold.
+    partition: Result<Arc<Partition>, i16>,
     /// The epoch the client believes current (v9+; [`crate::partition::NO_EPOCH`] before).
     current_leader_epoch: i32,
     offset: i64,
@@ -53,7 +54,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
                 .into_iter()
                 .map(|p| Wanted {
                     index: p.partition,
-                    partition: state.partition(&t.topic.0, p.partition),
+                    partition: state
+                        .partition(&t.topic.0, p.partition)
+                        .ok_or_else(|| state.missing_partition_error(&t.topic.0, p.partition).code()),
                     current_leader_epoch: p.current_leader_epoch,
                     offset: p.fetch_offset,
                     max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0).clamp(1, cap),
@@ -73,7 +76,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
         let mut watches: Vec<watch::Receiver<i64>> = plan
             .iter()
             .flat_map(|(_, ps)| {
-                ps.iter().filter_map(|w| w.partition.as_ref().and_then(|p| p.leader_log(w.current_leader_epoch).ok()))
+                ps.iter()
+                    .filter_map(|w| w.partition.as_ref().ok().and_then(|p| p.leader_log(w.current_leader_epoch).ok()))
             })
             .map(|log| log.watch_high_watermark())
             .collect();
@@ -127,8 +131,9 @@ fn read_one(w: &Wanted, budget: usize, first: bool) -> (PartitionData, usize) {
     let data = PartitionData::default().with_partition_index(w.index).with_aborted_transactions(Some(Vec::new()));
     let refused =
         |code: i16| (data.clone().with_error_code(code).with_high_watermark(-1).with_last_stable_offset(-1), 0);
-    let Some(partition) = &w.partition else {
-        return refused(ResponseError::UnknownTopicOrPartition.code());
+    let partition = match &w.partition {
+        Ok(p) => p,
+        Err(code) => return refused(*code),
     };
     // The partition layer's leader and epoch checks, at every read of a long poll.
     let log = match partition.leader_log(w.current_leader_epoch) {

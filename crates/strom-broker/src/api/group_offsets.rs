@@ -44,7 +44,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Ha
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
             let error = if group_error.is_some() {
                 group_error
-            } else if state.partition(&t.name.0, p.partition_index).is_none() {
+            } else if !state.partition_exists(&t.name.0, p.partition_index) {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if metadata.len() > max_metadata {
                 Some(ResponseError::OffsetMetadataTooLarge)
@@ -226,7 +226,7 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
         for p in &t.partitions {
             let tp = (t.name.0.to_string(), p.partition_index);
             order.push(tp.clone());
-            if state.partition(&tp.0, tp.1).is_none() {
+            if !state.partition_exists(&tp.0, tp.1) {
                 unknown.push(tp);
             } else {
                 asked.push(tp);

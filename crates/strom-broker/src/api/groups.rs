@@ -21,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::str_bytes;
 use crate::dispatch::{Handled, RequestContext};
 use crate::groups::engine::{GroupState, JoinRequest, JoinResult, LeaveMember, Protocol, SyncRequest, SyncResult};
+use crate::metadata::BrokerInfo;
 
 /// `authorized_operations` when the client did not ask for them (Kafka's `Integer.MIN_VALUE`).
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -35,39 +36,51 @@ fn opt_str(s: Option<&str>) -> Option<StrBytes> {
     s.map(str_bytes)
 }
 
-/// FindCoordinator: this single broker coordinates every group and transaction.
+/// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
+/// partition (this broker, on a single node); transactions are coordinated by the broker
+/// asked.
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let state = &ctx.state;
-    // 0 = group, 1 = transaction; 2 (share groups, v6) is not served.
-    let error = match req.key_type {
-        0 | 1 => None,
-        _ => Some(ResponseError::InvalidRequest),
+    let me = || BrokerInfo {
+        node_id: state.node_id(),
+        host: state.advertised_host.clone(),
+        port: state.advertised_port,
+        rack: None,
     };
-    let node = BrokerId(state.node_id());
+    // 0 = group, 1 = transaction; 2 (share groups, v6) is not served.
+    let find = |key: &str| -> Result<BrokerInfo, ResponseError> {
+        match req.key_type {
+            0 => state.group_coordinator(key).ok_or(ResponseError::CoordinatorNotAvailable),
+            1 => Ok(me()),
+            _ => Err(ResponseError::InvalidRequest),
+        }
+    };
     if ctx.version >= 4 {
         let coordinators = req
             .coordinator_keys
-            .into_iter()
+            .iter()
             .map(|key| {
-                let c = Coordinator::default().with_key(key).with_error_code(code(error));
-                match error {
-                    None => c
-                        .with_node_id(node)
-                        .with_host(str_bytes(&state.advertised_host))
-                        .with_port(state.advertised_port),
-                    Some(e) => {
-                        c.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(str_bytes(&e.to_string())))
-                    }
+                let c = Coordinator::default().with_key(key.clone());
+                match find(key) {
+                    Ok(b) => c.with_node_id(BrokerId(b.node_id)).with_host(str_bytes(&b.host)).with_port(b.port),
+                    Err(e) => c
+                        .with_error_code(e.code())
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_message(Some(str_bytes(&e.to_string()))),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let r = FindCoordinatorResponse::default().with_error_code(code(error));
-    match error {
-        None => r.with_node_id(node).with_host(str_bytes(&state.advertised_host)).with_port(state.advertised_port),
-        Some(e) => {
-            let r = r.with_node_id(BrokerId(-1)).with_port(-1);
+    match find(&req.key) {
+        Ok(b) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(b.node_id))
+            .with_host(str_bytes(&b.host))
+            .with_port(b.port),
+        Err(e) => {
+            let r =
+                FindCoordinatorResponse::default().with_error_code(e.code()).with_node_id(BrokerId(-1)).with_port(-1);
             if ctx.version >= 1 { r.with_error_message(Some(str_bytes(&e.to_string()))) } else { r }
         }
     }

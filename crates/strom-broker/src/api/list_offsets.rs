@@ -47,7 +47,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                         return failed(r, ResponseError::InvalidRequest.code());
                     }
                     let Some(partition) = state.partition(&t.name.0, p.partition_index) else {
-                        return failed(r, ResponseError::UnknownTopicOrPartition.code());
+                        return failed(r, state.missing_partition_error(&t.name.0, p.partition_index).code());
                     };
                     // v4+ carries the epoch the client believes current; the partition
                     // layer fences a stale one and refuses one it does not know yet.

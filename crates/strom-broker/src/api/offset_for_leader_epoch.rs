@@ -3,7 +3,6 @@
 //! an older epoch (librdkafka after a leader change, or when it is given an offset with an
 //! epoch) asks this to detect a truncated log; followers will ask it after a leader change.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
@@ -24,7 +23,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> O
                     let r = EpochEndOffset::default().with_partition(p.partition);
                     let failed = |code: i16| r.clone().with_error_code(code).with_leader_epoch(-1).with_end_offset(-1);
                     let Some(partition) = state.partition(&t.topic.0, p.partition) else {
-                        return failed(ResponseError::UnknownTopicOrPartition.code());
+                        return failed(state.missing_partition_error(&t.topic.0, p.partition).code());
                     };
                     // Served from v2 (the oldest the codec and Kafka 4 know), so every
                     // request carries current_leader_epoch (-1: no check).

@@ -52,7 +52,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
             } else if let Some((code, message)) = p.records.as_ref().and_then(|r| client_rules(r, ctx.version)) {
                 Appended::Failed { code: code.code(), message: Some(message) }
             } else {
-                append(state.partition(name, p.index).as_deref(), p.records, name, p.index)
+                match state.partition(name, p.index) {
+                    Some(partition) => append(&partition, p.records, name, p.index),
+                    None => {
+                        Appended::Failed { code: state.missing_partition_error(name, p.index).code(), message: None }
+                    }
+                }
             };
             parts.push((p.index, outcome));
         }
@@ -127,10 +132,7 @@ fn client_rules(records: &bytes::Bytes, version: i16) -> Option<(ResponseError, 
 
 /// Appends through the partition layer, which checks that this broker leads the partition
 /// and stamps the batch with the current leader epoch.
-fn append(partition: Option<&Partition>, records: Option<bytes::Bytes>, topic: &str, index: i32) -> Appended {
-    let Some(partition) = partition else {
-        return Appended::Failed { code: ResponseError::UnknownTopicOrPartition.code(), message: None };
-    };
+fn append(partition: &Partition, records: Option<bytes::Bytes>, topic: &str, index: i32) -> Appended {
     let Some(records) = records else {
         return Appended::Failed { code: ResponseError::InvalidRecord.code(), message: Some("null record set".into()) };
     };

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub use self::config::GroupConfig;
-pub use self::store::{OFFSETS_TOPIC, is_internal_topic};
+pub use self::store::{OFFSETS_TOPIC, is_internal_topic, partition_for};
 
 use self::actor::{Clock, DeleteOffsetsResult, Event, Handle, LeaveResult, Summary};
 use self::engine::{
@@ -182,18 +182,31 @@ impl GroupCoordinator {
         &self.shared.config
     }
 
-    /// Creates the internal topic if the registry lacks it, then replays it
-    /// ([`load_from`](Self::load_from)). Runs once, after the broker has reconciled its logs.
+    /// Creates the internal topic if the registry lacks it, then replays the partitions of
+    /// it this broker holds (all of them on a single node; in a cluster, those assigned
+    /// here: this broker coordinates the groups stored in them). Runs once, after the broker
+    /// has reconciled its logs.
     pub async fn load(&self, state: &BrokerState) -> Result<()> {
         let partitions = match state.metadata.topic(OFFSETS_TOPIC) {
             Some(t) => t.partitions,
             None => {
                 let configs = internal_topic_configs(&self.shared.config);
-                let meta = state
+                match state
                     .create_topic(OFFSETS_TOPIC, self.shared.config.offsets_topic_partitions, 1, configs, false)
-                    .await?;
-                tracing::info!(partitions = meta.partitions, "created the internal offsets topic");
-                meta.partitions
+                    .await
+                {
+                    Ok(meta) => {
+                        tracing::info!(partitions = meta.partitions, "created the internal offsets topic");
+                        meta.partitions
+                    }
+                    // Another node of the cluster created it first.
+                    Err(Error::TopicExists(_)) => state
+                        .metadata
+                        .topic(OFFSETS_TOPIC)
+                        .map(|t| t.partitions)
+                        .ok_or_else(|| Error::UnknownTopic(OFFSETS_TOPIC.to_string()))?,
+                    Err(e) => return Err(e),
+                }
             }
         };
         if partitions != self.shared.config.offsets_topic_partitions {
@@ -203,23 +216,53 @@ impl GroupCoordinator {
                 "the internal offsets topic keeps the partition count it was created with"
             );
         }
+        let clustered = state.cluster.is_some();
         let mut logs = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let log = state
-                .partition_log(OFFSETS_TOPIC, p)
-                .ok_or_else(|| Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")))?;
+            let log = state.partition_log(OFFSETS_TOPIC, p);
+            if log.is_none() && !clustered {
+                return Err(Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")));
+            }
             logs.push(log);
         }
         self.load_from(OffsetsLog::new(logs))
+    }
+
+    /// Takes partitions of the internal topic newly assigned to this broker (a cluster
+    /// created the topic, or added a broker's share of it, after this broker loaded): replays
+    /// them and coordinates the groups stored there. Nothing before [`Self::load`] ran (it
+    /// picks them up itself).
+    pub fn adopt_partitions(&self, state: &BrokerState, partitions: &[i32]) -> Result<()> {
+        let Some(log) = self.shared.log.get() else { return Ok(()) };
+        let mut adopted = Vec::new();
+        for p in partitions {
+            if let (Ok(i), Some(l)) = (usize::try_from(*p), state.partition_log(OFFSETS_TOPIC, *p)) {
+                log.adopt(i, l);
+                adopted.push(i);
+            }
+        }
+        self.replay_into(log, Some(&adopted))?;
+        tracing::info!(partitions = ?adopted, "coordinating the groups of newly assigned offsets partitions");
+        Ok(())
     }
 
     /// Replays the internal topic, starts a task per group found and the periodic offset
     /// expiry. Groups resume in the state their last record describes: a Stable group keeps
     /// its generation and members, who must heartbeat within their session timeouts.
     pub fn load_from(&self, log: OffsetsLog) -> Result<()> {
+        self.replay_into(&log, None)?;
+        if self.shared.log.set(log).is_err() {
+            return Err(Error::InvalidRequest("the group coordinator was loaded twice".into()));
+        }
+        self.start_expiry();
+        Ok(())
+    }
+
+    /// Replays `only` (or every held) partition of `log` and starts a task per group found.
+    fn replay_into(&self, log: &OffsetsLog, only: Option<&[usize]>) -> Result<()> {
         let started = std::time::Instant::now();
         let mut found: HashMap<String, (Option<GroupRecord>, GroupOffsets)> = HashMap::new();
-        let stats = log.replay(|_, offset, record| match record {
+        let stats = log.replay(only, |_, offset, record| match record {
             InternalRecord::Offset { group, topic, partition, value } => {
                 found.entry(group).or_default().1.apply((topic, partition), value, offset);
             }
@@ -245,9 +288,6 @@ impl GroupCoordinator {
             self.shared.spawn_group(&mut reg, &id, group, offsets, record);
         }
         drop(reg);
-        if self.shared.log.set(log).is_err() {
-            return Err(Error::InvalidRequest("the group coordinator was loaded twice".into()));
-        }
         tracing::info!(
             groups,
             records = stats.records,
@@ -255,7 +295,6 @@ impl GroupCoordinator {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "group coordinator loaded"
         );
-        self.start_expiry();
         Ok(())
     }
 
@@ -292,7 +331,7 @@ impl GroupCoordinator {
         let Ok(log) = self.shared.log() else { return 0 };
         let mut deleted = 0;
         for p in 0..log.partition_count() {
-            let part = log.partition(p);
+            let Some(part) = log.partition(p) else { continue };
             if part.segment_count() < 3 {
                 continue;
             }
@@ -364,10 +403,12 @@ impl GroupCoordinator {
         if (group_id.is_empty() && !allow_empty) || group_id.len() > self.shared.config.max_group_id_bytes {
             return Err(ResponseError::InvalidGroupId);
         }
-        if self.shared.log.get().is_none() {
-            return Err(ResponseError::CoordinatorLoadInProgress);
+        match self.shared.log.get() {
+            None => Err(ResponseError::CoordinatorLoadInProgress),
+            // In a cluster, another broker holds the offsets partition of this group.
+            Some(log) if !log.is_local(group_id) => Err(ResponseError::NotCoordinator),
+            Some(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// JoinGroup: returns the (possibly delayed) answer.

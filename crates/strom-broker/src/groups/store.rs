@@ -21,7 +21,9 @@ const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 /// The partitions of the internal topic.
 #[derive(Debug, Clone)]
 pub struct OffsetsLog {
-    partitions: Vec<PartitionLog>,
+    /// By partition index; `None` where this broker holds no replica (in a cluster, another
+    /// broker coordinates the groups stored there).
+    partitions: std::sync::Arc<std::sync::RwLock<Vec<Option<PartitionLog>>>>,
 }
 
 /// Where an append landed: the log to wait on and the offset of each record.
@@ -40,34 +42,55 @@ pub struct Appended {
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 impl OffsetsLog {
-    /// Wraps the partition logs of the internal topic, in partition order.
-    pub fn new(partitions: Vec<PartitionLog>) -> OffsetsLog {
+    /// Wraps the partition logs of the internal topic, in partition order (`None` where
+    /// this broker holds no replica).
+    pub fn new(partitions: Vec<Option<PartitionLog>>) -> OffsetsLog {
         debug_assert!(!partitions.is_empty());
-        debug_assert!(partitions.iter().enumerate().all(|(i, p)| p.partition() == i as i32));
-        OffsetsLog { partitions }
+        debug_assert!(partitions.iter().enumerate().all(|(i, p)| p.as_ref().is_none_or(|p| p.partition() == i as i32)));
+        OffsetsLog { partitions: std::sync::Arc::new(std::sync::RwLock::new(partitions)) }
     }
 
-    /// Number of partitions.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Option<PartitionLog>>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of partitions (held here or not).
     pub fn partition_count(&self) -> usize {
-        self.partitions.len()
+        self.read().len()
     }
 
-    /// The log of partition `p` (`p` < [`partition_count`](Self::partition_count)).
-    pub fn partition(&self, p: usize) -> &PartitionLog {
-        &self.partitions[p]
+    /// The log of partition `p`, if this broker holds it.
+    pub fn partition(&self, p: usize) -> Option<PartitionLog> {
+        self.read().get(p).cloned().flatten()
+    }
+
+    /// Takes partition `p`'s log (newly assigned to this broker).
+    pub fn adopt(&self, p: usize, log: PartitionLog) {
+        let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = parts.get_mut(p) {
+            *slot = Some(log);
+        }
+    }
+
+    /// Whether this broker holds the partition that stores `group` (and so coordinates it).
+    pub fn is_local(&self, group: &str) -> bool {
+        self.partition(self.partition_for(group)).is_some()
     }
 
     /// The partition holding `group`'s records: Java's `String.hashCode` of the group id, as
     /// Kafka's `partitionFor`, so the layout matches Kafka's for the same partition count.
     pub fn partition_for(&self, group: &str) -> usize {
-        partition_for(group, self.partitions.len())
+        partition_for(group, self.partition_count())
     }
 
     /// Appends `records` for `group` (as one batch, or several if they are large). The records
     /// are readable at once and durable once [`PartitionLog::wait_durable`] on the returned
-    /// last offset resolves. `records` must not be empty.
+    /// last offset resolves. `records` must not be empty; this broker must hold the group's
+    /// partition.
     pub fn append(&self, group: &str, records: &[(Bytes, Option<Bytes>)], now_wall_ms: i64) -> Result<Appended> {
-        let log = &self.partitions[self.partition_for(group)];
+        let log = &self
+            .partition(self.partition_for(group))
+            .ok_or_else(|| Error::InvalidRequest(format!("this broker does not coordinate group {group:?}")))?;
         let mut offsets = Vec::with_capacity(records.len());
         let mut start = 0;
         while start < records.len() {
@@ -94,9 +117,21 @@ impl OffsetsLog {
     /// its partition and offset. A record that does not decode is logged and skipped: the log
     /// engine has already checked its CRC, so it is a record this build cannot read, and one
     /// unreadable record must not keep the broker from starting.
-    pub fn replay(&self, mut apply: impl FnMut(usize, i64, InternalRecord)) -> Result<ReplayStats> {
+    pub fn replay(
+        &self,
+        only: Option<&[usize]>,
+        mut apply: impl FnMut(usize, i64, InternalRecord),
+    ) -> Result<ReplayStats> {
         let mut stats = ReplayStats::default();
-        for (p, log) in self.partitions.iter().enumerate() {
+        let logs: Vec<(usize, PartitionLog)> = self
+            .read()
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .filter_map(|(p, l)| l.clone().map(|l| (p, l)))
+            .collect();
+        for (p, log) in &logs {
+            let p = *p;
             let mut next = log.log_start_offset();
             let end = log.log_end_offset();
             while next < end {

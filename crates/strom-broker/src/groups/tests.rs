@@ -29,7 +29,7 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> (LogManager, OffsetsLog) {
         }
         None => mgr.create(OFFSETS_TOPIC, 0, cfg).expect("create"),
     };
-    (mgr, OffsetsLog::new(vec![log]))
+    (mgr, OffsetsLog::new(vec![Some(log)]))
 }
 
 fn coordinator(log: OffsetsLog) -> (GroupCoordinator, CancellationToken) {

@@ -59,6 +59,19 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+impl PartitionRecord {
+    /// This partition (index `partition`) as the broker's metadata seam describes it.
+    pub fn to_meta(&self, partition: i32) -> strom_meta::PartitionMeta {
+        strom_meta::PartitionMeta {
+            partition,
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+        }
+    }
+}
+
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {

@@ -1,4 +1,5 @@
-//! `strom serve`: run a single-node Kafka-compatible broker.
+//! `strom serve`: run a Kafka-compatible broker: a cluster of one, or (with `[cluster]` or
+//! `--cluster-id`/`--voters`) a node of a Strom cluster.
 //!
 //! With no arguments it listens on 127.0.0.1:9092 with data in ./strom-data. A TOML file
 //! (`--config`, see `config/strom.example.toml`) sets any field of [`strom_broker::Config`];
@@ -38,6 +39,21 @@ pub struct Args {
     /// "" turns it off.
     #[arg(long, value_name = "IP:PORT")]
     metrics_listen: Option<String>,
+    /// Join a Strom cluster with this id (every node names the same one); with --voters.
+    /// Overrides `[cluster] id`.
+    #[arg(long, value_name = "ID")]
+    cluster_id: Option<String>,
+    /// The cluster's metadata voters, `node_id@host:port` of their internal listeners,
+    /// comma-separated (1, 3 or 5). Overrides `[cluster] voters`.
+    #[arg(long, value_name = "ID@HOST:PORT,...", value_delimiter = ',')]
+    voters: Option<Vec<String>>,
+    /// Address of this node's internal listener (Raft, forwarding, heartbeats)
+    /// [default: 127.0.0.1:9093]. Overrides `[cluster] internal_listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    internal_listen: Option<String>,
+    /// This broker's rack, for rack-aware placement. Overrides `[cluster] rack`.
+    #[arg(long, value_name = "RACK")]
+    rack: Option<String>,
     /// Once listening, write the bound address to this file (atomically). Used by tests and
     /// scripts to wait for readiness without sleeping.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -65,6 +81,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.metrics_listen {
         config.metrics_listen = v;
     }
+    if args.cluster_id.is_some() || args.voters.is_some() || args.internal_listen.is_some() || args.rack.is_some() {
+        let c = config.cluster.get_or_insert_with(Default::default);
+        if let Some(v) = args.cluster_id {
+            c.id = v;
+        }
+        if let Some(v) = args.voters {
+            c.voters = v;
+        }
+        if let Some(v) = args.internal_listen {
+            c.internal_listen = v;
+        }
+        if let Some(v) = args.rack {
+            c.rack = Some(v);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom-broker")
@@ -83,6 +114,9 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
     let broker = Broker::bind(config, shutdown.clone()).await?;
     info!(addr = %broker.local_addr(), data_dir = %data_dir.display(), "strom serve: listening");
     let mut ready_contents = broker.local_addr().to_string();
+    if let Some(node) = &broker.state().cluster {
+        ready_contents.push_str(&format!("\ninternal={}", node.internal_addr()));
+    }
     let ready = Arc::new(AtomicBool::new(false));
     if !metrics_listen.is_empty() {
         let addr: std::net::SocketAddr =

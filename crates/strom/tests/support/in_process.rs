@@ -89,7 +89,11 @@ impl InProcess {
                 let broker = Broker::bind_with_store(config, token, |cfg, me| {
                     std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
                     let (store, created) = LocalMetadataStore::open(&cfg.data_dir, me)?;
-                    Ok(MetadataSource { store: Arc::new(EpochStore(store, store_epoch)), adopt_found_logs: created })
+                    Ok(MetadataSource {
+                        store: Arc::new(EpochStore(store, store_epoch)),
+                        adopt_found_logs: created,
+                        cluster: None,
+                    })
                 })
                 .await
                 .expect("broker binds");

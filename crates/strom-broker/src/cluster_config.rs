@@ -1,0 +1,147 @@
+//! `[cluster]`: how a broker joins a Strom cluster. Absent, the broker is a cluster of one
+//! with its metadata in the data directory (`strom serve` with no config).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strom_cluster::ClusterConfig;
+use strom_cluster::placement::Strategy;
+
+use crate::error::{Error, Result};
+
+/// The `[cluster]` section of the broker config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The cluster id; every node of one cluster names the same one, and a node refuses
+    /// peers (and a data directory) of another. Required.
+    pub id: String,
+    /// The voters of the metadata quorum as `node_id@host:port` (their internal listeners):
+    /// 1, 3 or 5 of them. A node whose `node_id` is not listed joins as a broker only.
+    /// Required.
+    pub voters: Vec<String>,
+    /// Address the internal listener (Raft, forwarding, heartbeats) binds. Default:
+    /// `127.0.0.1:9093`.
+    pub internal_listen: String,
+    /// `host:port` other nodes reach the internal listener at. Default: the bound address.
+    pub internal_advertised: Option<String>,
+    /// This broker's rack, for rack-aware placement. Default: none.
+    pub rack: Option<String>,
+    /// How often the broker heartbeats the controller. Default: 250 ms.
+    pub heartbeat_interval_ms: u64,
+    /// A broker silent for this long is fenced: it leaves Metadata and every ISR, and its
+    /// leaderships move. Default: 1500 ms.
+    pub session_timeout_ms: u64,
+    /// Raft election timeout, lower bound. Default: 500 ms.
+    pub election_timeout_min_ms: u64,
+    /// Raft election timeout, upper bound. Default: 1000 ms.
+    pub election_timeout_max_ms: u64,
+    /// A metadata snapshot every this many log entries. Default: 1000.
+    pub snapshot_every: u64,
+    /// How replicas of new partitions are placed: `round-robin`, `range` or `sticky`
+    /// (each rack-aware). Default: `round-robin`.
+    pub placement: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            id: String::new(),
+            voters: Vec::new(),
+            internal_listen: "127.0.0.1:9093".to_string(),
+            internal_advertised: None,
+            rack: None,
+            heartbeat_interval_ms: 250,
+            session_timeout_ms: 1500,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every: 1000,
+            placement: "round-robin".to_string(),
+        }
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::Config { field: "cluster", reason }
+}
+
+impl ClusterSettings {
+    /// The voters as node id -> address.
+    pub fn voter_map(&self) -> Result<BTreeMap<u64, String>> {
+        let mut out = BTreeMap::new();
+        for v in &self.voters {
+            let (id, addr) =
+                v.split_once('@').ok_or_else(|| invalid(format!("voter {v:?} is not node_id@host:port")))?;
+            let id: u64 = id.trim().parse().map_err(|_| invalid(format!("voter {v:?}: {id:?} is not a node id")))?;
+            if crate::config::parse_host_port(addr).is_none() {
+                return Err(invalid(format!("voter {v:?}: {addr:?} is not host:port")));
+            }
+            if out.insert(id, addr.to_string()).is_some() {
+                return Err(invalid(format!("voter id {id} is listed twice")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The placement strategy.
+    pub fn strategy(&self) -> Result<Strategy> {
+        match self.placement.as_str() {
+            "round-robin" => Ok(Strategy::RoundRobin),
+            "range" => Ok(Strategy::Range),
+            "sticky" => Ok(Strategy::Sticky),
+            other => Err(invalid(format!("placement {other:?} is not round-robin, range or sticky"))),
+        }
+    }
+
+    /// Checks the section; see each field.
+    pub fn validate(&self) -> Result<()> {
+        if self.id.trim().is_empty() {
+            return Err(invalid("id is required (every node of the cluster names the same one)".to_string()));
+        }
+        let voters = self.voter_map()?;
+        if voters.is_empty() || voters.len() % 2 == 0 {
+            return Err(invalid(format!(
+                "{} voters: name an odd number (1, 3 or 5) so a majority survives failures",
+                voters.len()
+            )));
+        }
+        self.internal_listen
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid(format!("internal_listen {:?} is not ip:port", self.internal_listen)))?;
+        if self.heartbeat_interval_ms == 0 || self.session_timeout_ms < 2 * self.heartbeat_interval_ms {
+            return Err(invalid(format!(
+                "session_timeout_ms ({}) must be at least twice heartbeat_interval_ms ({}, > 0)",
+                self.session_timeout_ms, self.heartbeat_interval_ms
+            )));
+        }
+        if self.election_timeout_min_ms == 0 || self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(invalid("election_timeout_max_ms must be above election_timeout_min_ms (> 0)".to_string()));
+        }
+        if self.snapshot_every < 10 {
+            return Err(invalid(format!("snapshot_every {} is below 10", self.snapshot_every)));
+        }
+        self.strategy()?;
+        Ok(())
+    }
+
+    /// The cluster node's config for broker `node_id` with data in `data_dir`.
+    pub fn node_config(&self, node_id: i32, data_dir: &Path) -> Result<ClusterConfig> {
+        let node = u64::try_from(node_id).map_err(|_| invalid(format!("node_id {node_id} is negative")))?;
+        let mut c = ClusterConfig::new(self.id.trim(), node, data_dir.join("raft"), self.voter_map()?);
+        c.internal_listener = self
+            .internal_listen
+            .parse()
+            .map_err(|_| invalid(format!("internal_listen {:?} is not ip:port", self.internal_listen)))?;
+        c.internal_advertised = self.internal_advertised.clone();
+        c.heartbeat_interval = Duration::from_millis(self.heartbeat_interval_ms);
+        c.session_timeout = Duration::from_millis(self.session_timeout_ms);
+        c.election_timeout =
+            (Duration::from_millis(self.election_timeout_min_ms), Duration::from_millis(self.election_timeout_max_ms));
+        c.snapshot_every = self.snapshot_every;
+        c.placement = self.strategy()?;
+        Ok(c)
+    }
+}

@@ -1,0 +1,471 @@
+//! [`Controller`]: what the Raft leader does with requests that change the cluster, and the
+//! leader's failure detector.
+//!
+//! Every node runs one; only the leader's answers anything but
+//! [`ControllerError::NotController`]. The controller turns a request into a [`Command`] with
+//! its decisions made (a fresh topic id, the replica placement, who is fenced), proposes it,
+//! and answers once it is committed and applied on the leader. Broker sessions (when each
+//! broker last heartbeat) are the leader's memory, not the log: a new leader starts every
+//! session afresh, so a leader change never fences a live broker.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openraft::BasicNode;
+use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::placement::{self, BrokerSlot, PlacementRequest, Strategy};
+use crate::state::{Applied, Command, Rejected};
+use crate::storage::SharedState;
+use crate::types::{NodeId, Raft};
+
+/// A request for the controller, sent to whichever node leads (forwarded if need be).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// A broker starts: register it (fenced) and return its broker epoch.
+    Register {
+        /// Node id.
+        node_id: i32,
+        /// This process start's id.
+        incarnation: Uuid,
+        /// Host clients connect to.
+        host: String,
+        /// Port clients connect to.
+        port: i32,
+        /// Rack.
+        rack: Option<String>,
+        /// Internal listener address.
+        internal_address: String,
+    },
+    /// A broker is alive; `applied_index` is how far it has applied the metadata log.
+    Heartbeat {
+        /// Node id.
+        node_id: i32,
+        /// Its broker epoch.
+        epoch: u64,
+        /// Its last applied metadata log index.
+        applied_index: u64,
+    },
+    /// Create a topic, placing its replicas.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partition count.
+        partitions: i32,
+        /// Replication factor (-1: the default).
+        replication_factor: i16,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// Delete a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Raise a topic's partition count, placing the new replicas.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// The new count.
+        count: i32,
+    },
+    /// Replace a topic's config overrides.
+    AlterConfigs {
+        /// Name.
+        name: String,
+        /// The overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// Hand out a producer-id block.
+    AllocateProducerIds {
+        /// The broker asking.
+        node_id: i32,
+        /// Block size.
+        count: i64,
+    },
+    /// A node that is not a voter joins as a learner: it receives the metadata log.
+    Join {
+        /// Node id.
+        node_id: NodeId,
+        /// Internal listener address.
+        internal_address: String,
+    },
+}
+
+/// A successful controller answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// The command is committed at `index` (applied on the leader); the asker waits until
+    /// its own state machine reaches `index` before answering its client.
+    Committed {
+        /// The log index of the command.
+        index: u64,
+        /// What it did.
+        applied: Applied,
+    },
+    /// A heartbeat's answer.
+    Heartbeat {
+        /// Whether the broker is (still) fenced.
+        fenced: bool,
+        /// The log index to wait for if the heartbeat unfenced it (0 if not).
+        index: u64,
+    },
+}
+
+/// Why the controller did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ControllerError {
+    /// This node does not lead; `leader` is who does, if known. Retriable.
+    #[error("not the controller (the leader is {leader:?})")]
+    NotController {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// No controller answered within the deadline (no quorum). Retriable.
+    #[error("no controller is available: {0}")]
+    Unavailable(String),
+    /// The state machine refused the command.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// Another live process holds this node id.
+    #[error("node id {node_id} is already registered by a live broker (incarnation {live}); refusing a second one")]
+    DuplicateBroker {
+        /// The node id.
+        node_id: i32,
+        /// The live registration's incarnation.
+        live: Uuid,
+    },
+    /// The replication factor cannot be met.
+    #[error("replication factor {requested}: {reason}")]
+    InvalidReplicationFactor {
+        /// What was asked.
+        requested: i16,
+        /// Why it cannot be.
+        reason: String,
+    },
+    /// A partition count out of range, or no room to place the replicas.
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    /// A topic name that Kafka does not allow.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// Raft failed (storage error, shutting down).
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Timing and placement knobs of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How often brokers heartbeat (and the leader checks sessions).
+    pub heartbeat_interval: Duration,
+    /// A broker whose last heartbeat is older than this is fenced.
+    pub session_timeout: Duration,
+    /// How new replicas are placed.
+    pub placement: Strategy,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    /// When this node last became leader (`None` while it is not).
+    leader_since: Option<Instant>,
+    last_seen: HashMap<i32, Instant>,
+}
+
+/// Most partitions one topic may have (as the broker's own limit).
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// The controller of one node.
+pub struct Controller {
+    me: NodeId,
+    raft: Raft,
+    shared: Arc<SharedState>,
+    config: ControllerConfig,
+    sessions: Mutex<Sessions>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("node_id", &self.me).finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// The controller of node `me`.
+    pub fn new(me: NodeId, raft: Raft, shared: Arc<SharedState>, config: ControllerConfig) -> Controller {
+        Controller { me, raft, shared, config, sessions: Mutex::new(Sessions::default()) }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn ensure_leader(&self) -> Result<(), ControllerError> {
+        match self.leader() {
+            Some(l) if l == self.me => Ok(()),
+            leader => Err(ControllerError::NotController { leader }),
+        }
+    }
+
+    /// Proposes `command` and waits until it is committed and applied here.
+    async fn propose(&self, command: Command) -> Result<ControllerReply, ControllerError> {
+        match self.raft.client_write(command).await {
+            Ok(resp) => match resp.data {
+                Some(Ok(applied)) => Ok(ControllerReply::Committed { index: resp.log_id.index, applied }),
+                Some(Err(rejected)) => Err(ControllerError::Rejected(rejected)),
+                None => Err(ControllerError::Raft("a command entry applied without an outcome".to_string())),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotController { leader: f.leader_id })
+            }
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+
+    /// Answers one request (see [`ControllerRequest`]).
+    pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerReply, ControllerError> {
+        self.ensure_leader()?;
+        match request {
+            ControllerRequest::Register { node_id, incarnation, host, port, rack, internal_address } => {
+                self.check_duplicate(node_id, incarnation)?;
+                let reply = self
+                    .propose(Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address })
+                    .await?;
+                self.sessions().last_seen.insert(node_id, Instant::now());
+                info!(node_id, %incarnation, "broker registered");
+                metrics::counter!("strom_cluster_broker_registrations_total").increment(1);
+                Ok(reply)
+            }
+            ControllerRequest::Heartbeat { node_id, epoch, applied_index } => {
+                self.heartbeat(node_id, epoch, applied_index).await
+            }
+            ControllerRequest::CreateTopic { name, partitions, replication_factor, configs } => {
+                strom_meta::validate_topic_name(&name).map_err(|e| ControllerError::InvalidTopic(e.to_string()))?;
+                if self.shared.read().cluster.topics.contains_key(&name) {
+                    return Err(Rejected::TopicExists(name).into());
+                }
+                check_partitions(partitions)?;
+                let rf = replication_factor_for(replication_factor)?;
+                let assignment = self.place(partitions, rf)?;
+                let id = Uuid::new_v4();
+                self.propose(Command::CreateTopic { name, id, configs, assignment }).await
+            }
+            ControllerRequest::DeleteTopic { name } => self.propose(Command::DeleteTopic { name }).await,
+            ControllerRequest::CreatePartitions { name, count } => {
+                check_partitions(count)?;
+                let (current, rf) = {
+                    let s = self.shared.read();
+                    let t = s.cluster.topics.get(&name).ok_or_else(|| Rejected::UnknownTopic(name.clone()))?;
+                    let rf = t.partitions.first().map(|p| p.replicas.len()).unwrap_or(1);
+                    (t.partitions.len() as i32, i16::try_from(rf).unwrap_or(1))
+                };
+                if count <= current {
+                    return Err(ControllerError::InvalidPartitions(format!(
+                        "topic {name:?} has {current} partitions; the new count {count} must be larger"
+                    )));
+                }
+                let assignment = self.place(count - current, rf)?;
+                self.propose(Command::CreatePartitions { name, assignment }).await
+            }
+            ControllerRequest::AlterConfigs { name, configs } => {
+                self.propose(Command::AlterConfigs { name, configs }).await
+            }
+            ControllerRequest::AllocateProducerIds { node_id, count } => {
+                self.propose(Command::AllocateProducerIds { node_id, count }).await
+            }
+            ControllerRequest::Join { node_id, internal_address } => {
+                self.check_duplicate_member(node_id, &internal_address)?;
+                let resp =
+                    self.raft.add_learner(node_id, BasicNode::new(internal_address.clone()), true).await.map_err(
+                        |e| match e {
+                            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                                ControllerError::NotController { leader: f.leader_id }
+                            }
+                            e => ControllerError::Raft(e.to_string()),
+                        },
+                    )?;
+                info!(node_id, %internal_address, "node joined the metadata quorum as a learner");
+                Ok(ControllerReply::Committed { index: resp.log_id.index, applied: Applied::Done })
+            }
+        }
+    }
+
+    /// Refuses a registration of a node id whose current registration is another live
+    /// process (KIP-631's duplicate broker registration).
+    fn check_duplicate(&self, node_id: i32, incarnation: Uuid) -> Result<(), ControllerError> {
+        let live = {
+            let s = self.shared.read();
+            match s.cluster.brokers.get(&node_id) {
+                Some(b) if b.incarnation != incarnation => Some(b.incarnation),
+                _ => None,
+            }
+        };
+        let Some(live) = live else { return Ok(()) };
+        let fresh = self.sessions().last_seen.get(&node_id).is_some_and(|t| t.elapsed() < self.config.session_timeout);
+        if fresh {
+            warn!(node_id, %live, %incarnation, "refusing a second broker with a live node id");
+            return Err(ControllerError::DuplicateBroker { node_id, live });
+        }
+        Ok(())
+    }
+
+    /// Refuses a join that would re-point a member whose broker is alive to another address.
+    fn check_duplicate_member(&self, node_id: NodeId, address: &str) -> Result<(), ControllerError> {
+        let (known, live) = {
+            let s = self.shared.read();
+            let known = s.membership.membership().get_node(&node_id).map(|n| n.addr.clone());
+            let live = i32::try_from(node_id).ok().and_then(|id| s.cluster.brokers.get(&id)).map(|b| b.incarnation);
+            (known, live)
+        };
+        let (Some(known), Some(live)) = (known, live) else { return Ok(()) };
+        let id = i32::try_from(node_id).unwrap_or(i32::MAX);
+        let fresh = self.sessions().last_seen.get(&id).is_some_and(|t| t.elapsed() < self.config.session_timeout);
+        if known != address && fresh {
+            warn!(node_id, %known, %address, "refusing a join: the node id is live at another address");
+            return Err(ControllerError::DuplicateBroker { node_id: id, live });
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(
+        &self,
+        node_id: i32,
+        epoch: u64,
+        applied_index: u64,
+    ) -> Result<ControllerReply, ControllerError> {
+        let fenced = {
+            let s = self.shared.read();
+            let b = s.cluster.brokers.get(&node_id).ok_or(Rejected::UnknownBroker(node_id))?;
+            if b.epoch != epoch {
+                return Err(Rejected::StaleBrokerEpoch { node_id, epoch, current: b.epoch }.into());
+            }
+            b.fenced
+        };
+        self.sessions().last_seen.insert(node_id, Instant::now());
+        // Unfenced only once it has applied the log up to its own registration: it then
+        // knows every topic and assignment that existed when it came back.
+        if fenced && applied_index >= epoch {
+            let ControllerReply::Committed { index, .. } =
+                self.propose(Command::UnfenceBroker { node_id, epoch }).await?
+            else {
+                return Err(ControllerError::Raft("unfence returned no index".to_string()));
+            };
+            info!(node_id, epoch, "broker unfenced");
+            metrics::counter!("strom_cluster_broker_unfenced_total").increment(1);
+            return Ok(ControllerReply::Heartbeat { fenced: false, index });
+        }
+        Ok(ControllerReply::Heartbeat { fenced, index: 0 })
+    }
+
+    fn place(&self, partitions: i32, rf: i16) -> Result<Vec<Vec<i32>>, ControllerError> {
+        let (brokers, load) = {
+            let s = self.shared.read();
+            let brokers: Vec<BrokerSlot> = s
+                .cluster
+                .live_brokers()
+                .map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: None })
+                .collect();
+            (brokers, s.cluster.replica_load())
+        };
+        let excluded = BTreeSet::new();
+        let seed = load.values().map(|v| u64::from(*v)).sum::<u64>();
+        let request = PlacementRequest {
+            brokers: &brokers,
+            excluded: &excluded,
+            load: &load,
+            partitions,
+            replication_factor: rf,
+            seed,
+        };
+        placement::assign(self.config.placement, &request).map_err(|e| match e {
+            placement::PlacementError::NoBrokers => {
+                ControllerError::Unavailable("no live broker to place replicas on".to_string())
+            }
+            e @ (placement::PlacementError::ReplicationFactorTooLarge { .. }
+            | placement::PlacementError::InvalidReplicationFactor(_)) => {
+                ControllerError::InvalidReplicationFactor { requested: rf, reason: e.to_string() }
+            }
+            e => ControllerError::InvalidPartitions(e.to_string()),
+        })
+    }
+
+    /// The failure detector: while this node leads, fences every unfenced broker whose last
+    /// heartbeat is older than the session timeout. Runs until `shutdown`.
+    pub async fn run_failure_detector(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let leading = self.leader() == Some(self.me);
+            let since = {
+                let mut sessions = self.sessions();
+                match (leading, sessions.leader_since) {
+                    (false, _) => {
+                        sessions.leader_since = None;
+                        continue;
+                    }
+                    (true, Some(t)) => t,
+                    (true, None) => {
+                        info!(node_id = self.me, "this node is now the controller");
+                        metrics::counter!("strom_cluster_controller_elections_total").increment(1);
+                        let now = Instant::now();
+                        sessions.leader_since = Some(now);
+                        sessions.last_seen.clear();
+                        now
+                    }
+                }
+            };
+            let expired: Vec<(i32, u64)> = {
+                let s = self.shared.read();
+                let sessions = self.sessions();
+                s.cluster
+                    .live_brokers()
+                    .filter(|b| {
+                        let last = sessions.last_seen.get(&b.node_id).copied().unwrap_or(since).max(since);
+                        last.elapsed() > self.config.session_timeout
+                    })
+                    .map(|b| (b.node_id, b.epoch))
+                    .collect()
+            };
+            for (node_id, epoch) in expired {
+                match self.propose(Command::FenceBroker { node_id, epoch }).await {
+                    Ok(_) => {
+                        warn!(node_id, epoch, timeout = ?self.config.session_timeout, "broker fenced: no heartbeat within the session timeout");
+                        metrics::counter!("strom_cluster_broker_fenced_total").increment(1);
+                    }
+                    Err(e) => warn!(node_id, error = %e, "could not fence a broker"),
+                }
+            }
+        }
+    }
+}
+
+fn check_partitions(count: i32) -> Result<(), ControllerError> {
+    if !(1..=MAX_PARTITIONS).contains(&count) {
+        return Err(ControllerError::InvalidPartitions(format!("{count} is outside 1..={MAX_PARTITIONS}")));
+    }
+    Ok(())
+}
+
+/// Until partition data is replicated, a partition has exactly one replica.
+fn replication_factor_for(requested: i16) -> Result<i16, ControllerError> {
+    match requested {
+        -1 | 1 => Ok(1),
+        n => Err(ControllerError::InvalidReplicationFactor {
+            requested: n,
+            reason: "partition data is not replicated yet (one replica per partition); use 1 or -1".to_string(),
+        }),
+    }
+}
