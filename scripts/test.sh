@@ -10,7 +10,8 @@
 #    FUSE filesystem the tests mount themselves, strom-faultfs: needs root and /dev/fuse) and
 #    end-to-end tests against a real `strom serve` with real Kafka clients (librdkafka).
 # 4. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
-#    scripts/compat/, each against its own broker.
+#    scripts/compat/, each against its own broker, then again against a 3-node Strom cluster
+#    (STROM_COMPAT_NODES=3: the clients bootstrap from one node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,4 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 scripts/compat/run.sh
+STROM_COMPAT_NODES=3 scripts/compat/run.sh

@@ -33,10 +33,10 @@ done
 echo "ok: every record carries its header"
 
 meta="$(kcat -L -b "$B")"
-grep -q "1 brokers:" <<<"$meta" || fail "metadata: expected 1 broker in: $meta"
-grep -q "broker 1 at $B" <<<"$meta" || fail "metadata: expected 'broker 1 at $B' in: $meta"
+grep -q "$STROM_COMPAT_NODES brokers:" <<<"$meta" || fail "metadata: expected $STROM_COMPAT_NODES broker(s) in: $meta"
+grep -q "broker $BOOTSTRAP_NODE at $B" <<<"$meta" || fail "metadata: expected 'broker $BOOTSTRAP_NODE at $B' in: $meta"
 grep -q "topic \"$T\" with 1 partitions" <<<"$meta" || fail "metadata: topic $T missing in: $meta"
-echo "ok: metadata lists broker 1 at $B and topic $T"
+echo "ok: metadata lists $STROM_COMPAT_NODES broker(s), broker $BOOTSTRAP_NODE at $B, and topic $T"
 
 # Offsets by timestamp: far in the past -> 0; far in the future -> end (-1).
 q_past="$(kcat -Q -b "$B" -t "$T:0:1000")"

@@ -144,7 +144,10 @@ impl BrokerState {
         mcfg.producer_id_expiration_ms = config.producer_id_expiration_ms;
         let logs = LogManager::open(mcfg)?;
         logs.start_retention(std::time::Duration::from_millis(config.retention_check_interval_ms));
-        let producer_ids = ProducerIdAllocator::open(&data_dir)?;
+        let producer_ids = match &metadata.cluster {
+            Some(node) => ProducerIdAllocator::cluster(node.clone()),
+            None => ProducerIdAllocator::open(&data_dir)?,
+        };
         let groups = GroupCoordinator::new(config.groups.clone(), shutdown.clone());
         let state = BrokerState {
             config,

@@ -62,6 +62,10 @@ impl Drop for Inner {
     }
 }
 
+/// The directory a cluster node keeps its Raft log and snapshots in, inside the data
+/// directory; the log manager skips it.
+pub const RAFT_DIR_NAME: &str = "raft";
+
 impl LogManager {
     /// Opens `config.data_dir` (creating it if needed), recovering every partition found.
     /// Partitions found on disk get `config.default_log` until [`PartitionLog::set_config`].
@@ -98,7 +102,10 @@ impl LogManager {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == crate::journal::DIR_NAME {
+            // The journal's directory, and the cluster's Raft directory (`raft`, kept by
+            // strom-cluster beside the logs): not partitions. A partition directory always
+            // ends in `-<index>`, so neither name can be one.
+            if name == crate::journal::DIR_NAME || name == RAFT_DIR_NAME {
                 continue;
             }
             let Some((topic, partition)) = parse_partition_dir(&name) else {

@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitPro
             "epoch bump asked without a transactional id: issuing a new id"
         );
     }
-    match ctx.state.producer_ids.allocate() {
+    match ctx.state.producer_ids.allocate().await {
         Ok(id) => {
             debug!(producer_id = id, client = ctx.client_id(), "allocated producer id");
             r.with_producer_id(ProducerId(id)).with_producer_epoch(0)

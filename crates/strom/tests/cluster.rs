@@ -1,0 +1,194 @@
+//! A 3-node Strom cluster of real `strom serve` processes on 127.0.0.1, used by librdkafka
+//! clients that each bootstrap from one node: topics created through one node are served by
+//! all, partitions are led on every node, an idempotent acks=all producer and a reader work
+//! across them, kill -9 of the controller leaves a new controller, nothing committed lost,
+//! and the node comes back with its data. Strangers are refused: a node with another
+//! cluster id, and a data directory of another cluster.
+
+mod common;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::TestBroker;
+use kafka_protocol::messages::MetadataRequest;
+use rdkafka::producer::FutureProducer;
+use support::{RawConn, consume_all, create_topic, producer, send};
+
+const CLUSTER_ID: &str = "e2e-cluster";
+/// Three brokers, their clients and the test share two cores.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A free 127.0.0.1 port, bound and released: every node's voter list must name the internal
+/// listeners before any node starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Cluster {
+    nodes: Vec<TestBroker>,
+    voters: String,
+    internal: Vec<u16>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let voters =
+            internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+        let nodes = (0..3).map(|i| start_node(&node_args(i + 1, &voters, internal[i], CLUSTER_ID))).collect();
+        let c = Cluster { nodes, voters, internal };
+        c.wait_brokers(&c.nodes[0].bootstrap(), 3);
+        c
+    }
+
+    fn bootstrap(&self, node: usize) -> String {
+        self.nodes[node - 1].bootstrap()
+    }
+
+    /// Polls Metadata at `bootstrap` until it lists `n` brokers; returns the controller id.
+    fn wait_brokers(&self, bootstrap: &str, n: usize) -> i32 {
+        let started = Instant::now();
+        loop {
+            let (brokers, controller) = metadata(bootstrap);
+            if brokers.len() == n && controller >= 0 {
+                return controller;
+            }
+            assert!(started.elapsed() < DEADLINE, "{bootstrap} never listed {n} brokers: {brokers:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn node_args(id: usize, voters: &str, internal: u16, cluster_id: &str) -> Vec<String> {
+    vec![
+        "--node-id".into(),
+        id.to_string(),
+        "--cluster-id".into(),
+        cluster_id.into(),
+        "--voters".into(),
+        voters.into(),
+        "--internal-listen".into(),
+        format!("127.0.0.1:{internal}"),
+    ]
+}
+
+fn start_node(args: &[String]) -> TestBroker {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestBroker::start_with(&refs)
+}
+
+/// Broker ids and the controller id from a Metadata request to `bootstrap`.
+fn metadata(bootstrap: &str) -> (Vec<i32>, i32) {
+    let mut c = RawConn::connect(bootstrap);
+    let m = c.call(9, &MetadataRequest::default().with_topics(None));
+    (m.brokers.iter().map(|b| b.node_id.0).collect(), m.controller_id.0)
+}
+
+/// Partition -> leader of `topic`, as `bootstrap` reports it.
+fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let mut c = RawConn::connect(bootstrap);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(
+            kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())),
+        )),
+    ]));
+    let m = c.call(9, &req);
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("topic listed");
+    let mut out: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+    out.sort();
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+async fn produce(p: &FutureProducer, topic: &str, from: usize, n: usize) {
+    for i in from..from + n {
+        send(p, topic, format!("k{i}").as_bytes(), format!("v{i}").as_bytes()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_use_the_cluster_through_any_node_and_the_controller_can_die() {
+    let mut c = Cluster::start();
+    // Created through node 3, served by node 1 with partitions led on every node.
+    create_topic(&c.bootstrap(3), "events", 6, &[]).await;
+    let started = Instant::now();
+    let led = loop {
+        let led = leaders(&c.bootstrap(1), "events");
+        if led.iter().all(|l| *l > 0) {
+            break led;
+        }
+        assert!(started.elapsed() < DEADLINE, "partitions never got leaders: {led:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(led.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([1, 2, 3]), "leaders spread: {led:?}");
+
+    // An idempotent acks=all producer that only knows node 1; a reader that only knows node 2.
+    let p = producer(&c.bootstrap(1), &[("enable.idempotence", "true"), ("acks", "all")]);
+    produce(&p, "events", 0, 300).await;
+    let got = consume_all(&c.bootstrap(2), "events", 6);
+    assert_eq!(got.len(), 300, "every record read back through another node");
+    drop(p);
+
+    // kill -9 of the controller: another takes over; the topic and its records are intact.
+    let controller = c.wait_brokers(&c.bootstrap(1), 3);
+    let dead = usize::try_from(controller).expect("a node id");
+    let survivor = if dead == 1 { 2 } else { 1 };
+    let killed_at = Instant::now();
+    c.nodes[dead - 1].kill9();
+    let new_controller = loop {
+        let (_, ctl) = metadata(&c.bootstrap(survivor));
+        if ctl > 0 && ctl != controller {
+            break ctl;
+        }
+        assert!(killed_at.elapsed() < DEADLINE, "no new controller after kill -9 of node {controller}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("controller {controller} killed; node {new_controller} took over after {:?}", killed_at.elapsed());
+    create_topic(&c.bootstrap(survivor), "after-failover", 2, &[]).await;
+    // The dead node is fenced: Metadata stops listing it.
+    c.wait_brokers(&c.bootstrap(survivor), 2);
+
+    // Back on its data directory: listed again, its partitions led again, all records there.
+    c.nodes[dead - 1].restart();
+    c.wait_brokers(&c.bootstrap(survivor), 3);
+    let started = Instant::now();
+    while leaders(&c.bootstrap(dead), "events").iter().any(|l| *l < 0) {
+        assert!(started.elapsed() < DEADLINE, "the restarted node never led its partitions again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let p = producer(&c.bootstrap(dead), &[("enable.idempotence", "true"), ("acks", "all")]);
+    produce(&p, "events", 300, 60).await;
+    let got = consume_all(&c.bootstrap(dead), "events", 6);
+    let values: BTreeSet<Vec<u8>> = got.iter().filter_map(|r| r.value.clone()).collect();
+    assert_eq!(values.len(), 360, "no record lost or duplicated across the failover");
+    assert_eq!(got.len(), 360, "no record lost or duplicated across the failover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_refused_and_a_data_directory_keeps_its_cluster() {
+    let mut c = Cluster::start();
+    // A fourth process naming another cluster id: it never joins, and says why.
+    let stranger = start_node(&node_args(4, &c.voters, free_port(), "someone-else"));
+    let started = Instant::now();
+    while !stranger.logs().contains("cluster id mismatch") {
+        assert!(started.elapsed() < DEADLINE, "the stranger never logged the refusal:\n{}", stranger.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (brokers, _) = metadata(&c.bootstrap(1));
+    assert_eq!(brokers.len(), 3, "the stranger is not a broker of the cluster: {brokers:?}");
+    assert!(c.nodes.iter().any(|n| n.logs().contains("cluster id mismatch")), "the cluster logged the refusal too");
+
+    // Node 3's data directory, started with another cluster id: refused at start, clearly.
+    c.nodes[2].stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
+        .arg("--data-dir")
+        .arg(c.nodes[2].data_dir())
+        .args(node_args(3, &c.voters, c.internal[2], "someone-else"))
+        .output()
+        .expect("run strom serve");
+    assert!(!out.status.success(), "a data directory of another cluster must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("belongs to cluster \"e2e-cluster\""), "{stderr}");
+}
