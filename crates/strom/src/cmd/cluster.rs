@@ -1,5 +1,7 @@
-//! `strom cluster info`: brokers, controller, cluster id, topic and partition counts,
-//! from a Metadata request made by librdkafka.
+//! `strom cluster info`: brokers, controller, cluster id, topic and partition counts;
+//! `strom cluster status`: the same per broker (leaders and replicas held) with the offline
+//! and under-replicated partitions; both from Metadata requests made by librdkafka.
+//! `strom cluster up` ([`super::cluster_up`]) runs a local cluster.
 
 use std::process::ExitCode;
 
@@ -10,7 +12,9 @@ use super::client::{ClientArgs, Output, print_json, print_table};
 
 /// `strom cluster ...`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  strom cluster info --output json")]
+#[command(
+    after_help = "Examples:\n  strom cluster up --nodes 3\n  strom cluster status -b 127.0.0.1:9092\n  strom cluster info --output json"
+)]
 pub struct Args {
     #[command(flatten)]
     client: ClientArgs,
@@ -23,6 +27,14 @@ enum ClusterCommand {
     /// Show the brokers, the controller, and how many topics and partitions there are.
     #[command(after_help = "Example:\n  strom cluster info -b 127.0.0.1:9092")]
     Info,
+    /// Show every broker with the partitions it leads and holds, the controller, and the
+    /// offline (no leader) and under-replicated (ISR smaller than the replicas) partitions.
+    #[command(after_help = "Example:\n  strom cluster status -b 127.0.0.1:9092")]
+    Status,
+    /// Run a local cluster of N nodes on 127.0.0.1 (separate data directories and ports)
+    /// until Ctrl-C, and print its bootstrap servers.
+    #[command(after_help = "Example:\n  strom cluster up --nodes 3\n  kcat -b 127.0.0.1:9092 -L")]
+    Up(super::cluster_up::UpArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -46,8 +58,112 @@ struct Broker {
 
 /// Runs `strom cluster ...`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ClusterCommand::Info = args.command;
-    let c = &args.client;
+    match args.command {
+        ClusterCommand::Info => info(&args.client),
+        ClusterCommand::Status => status(&args.client),
+        ClusterCommand::Up(up) => super::cluster_up::run(up),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    cluster_id: Option<String>,
+    controller: Option<i32>,
+    brokers: Vec<BrokerLoad>,
+    partitions: usize,
+    offline: Vec<String>,
+    under_replicated: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerLoad {
+    id: i32,
+    host: String,
+    port: i32,
+    leaders: usize,
+    replicas: usize,
+}
+
+fn status(c: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let admin = c.admin()?;
+    let md = c.metadata(admin.inner(), None)?;
+    // Listings leave internal topics out; the group coordinator's is asked for by name.
+    let internal = c.metadata(admin.inner(), Some("__consumer_offsets")).ok();
+    let mut brokers: Vec<BrokerLoad> = md
+        .brokers()
+        .iter()
+        .map(|b| BrokerLoad { id: b.id(), host: b.host().to_owned(), port: b.port(), leaders: 0, replicas: 0 })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    let (mut partitions, mut offline, mut under) = (0, Vec::new(), Vec::new());
+    let topics = md.topics().iter().chain(internal.iter().flat_map(|m| m.topics().iter()));
+    for t in topics.filter(|t| t.error().is_none()) {
+        for p in t.partitions() {
+            partitions += 1;
+            let name = format!("{}-{}", t.name(), p.id());
+            if p.leader() < 0 {
+                offline.push(name.clone());
+            }
+            if p.isr().len() < p.replicas().len() {
+                under.push(name);
+            }
+            for b in brokers.iter_mut() {
+                b.leaders += usize::from(b.id == p.leader());
+                b.replicas += usize::from(p.replicas().contains(&b.id));
+            }
+        }
+    }
+    let status = Status {
+        cluster_id: admin.inner().fetch_cluster_id(c.timeout),
+        controller: controller_id(admin.inner(), c.timeout),
+        brokers,
+        partitions,
+        offline,
+        under_replicated: under,
+    };
+    match c.output {
+        Output::Json => print_json(&status)?,
+        Output::Table => {
+            let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            println!("cluster id:  {}", show(status.cluster_id.clone()));
+            println!("controller:  {}", show(status.controller.map(|c| c.to_string())));
+            println!(
+                "partitions:  {} ({} offline, {} under-replicated)",
+                status.partitions,
+                status.offline.len(),
+                status.under_replicated.len()
+            );
+            println!();
+            print_table(
+                &["id", "host", "port", "leaders", "replicas", "controller"],
+                status
+                    .brokers
+                    .iter()
+                    .map(|b| {
+                        let ctl = if Some(b.id) == status.controller { "*" } else { "" };
+                        vec![
+                            b.id.to_string(),
+                            b.host.clone(),
+                            b.port.to_string(),
+                            b.leaders.to_string(),
+                            b.replicas.to_string(),
+                            ctl.to_owned(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+            if !status.offline.is_empty() {
+                println!("\noffline (no live leader): {}", status.offline.join(", "));
+            }
+            if !status.under_replicated.is_empty() {
+                println!("under-replicated: {}", status.under_replicated.join(", "));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(c: &ClientArgs) -> anyhow::Result<ExitCode> {
     let admin = c.admin()?;
     let md = c.metadata(admin.inner(), None)?;
     let mut brokers: Vec<Broker> =
