@@ -310,6 +310,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_node_example_parses_and_builds_a_node_config() {
+        let text = include_str!("../../../config/cluster-node.example.toml");
+        let c = Config::from_toml(text).expect("example parses").validate().expect("valid");
+        let cluster = c.cluster.as_ref().expect("a [cluster] section");
+        let defaults = crate::ClusterSettings::default();
+        assert_eq!(cluster.heartbeat_interval_ms, defaults.heartbeat_interval_ms, "states the defaults");
+        assert_eq!(cluster.session_timeout_ms, defaults.session_timeout_ms, "states the defaults");
+        let node = cluster.node_config(c.node_id, &c.data_dir).expect("node config");
+        assert_eq!(node.voters.len(), 3);
+        assert_eq!(node.dir, c.data_dir.join("raft"));
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let bad = [
+            ("id = \"\"\nvoters = [\"1@a:1\"]", "id is required"),
+            ("id = \"x\"\nvoters = [\"1@a:1\", \"2@b:1\"]", "odd number"),
+            ("id = \"x\"\nvoters = [\"one@a:1\"]", "not a node id"),
+            ("id = \"x\"\nvoters = [\"1@a:1\", \"1@b:1\", \"3@c:1\"]", "listed twice"),
+            ("id = \"x\"\nvoters = [\"1@a:1\"]\nsession_timeout_ms = 300", "at least twice"),
+            ("id = \"x\"\nvoters = [\"1@a:1\"]\nplacement = \"random\"", "round-robin, range or sticky"),
+        ];
+        for (section, why) in bad {
+            let c = Config::from_toml(&format!("[cluster]\n{section}\n")).expect("parses");
+            let err = c.validate().expect_err(section).to_string();
+            assert!(err.contains(why), "{section}: {err}");
+        }
+    }
+
+    #[test]
     fn host_port() {
         assert_eq!(parse_host_port("localhost:9092"), Some(("localhost".into(), 9092)));
         assert_eq!(parse_host_port("[::1]:1"), Some(("::1".into(), 1)));
