@@ -35,9 +35,11 @@ pub struct ClusterSettings {
     /// A broker silent for this long is fenced: it leaves Metadata and every ISR, and its
     /// leaderships move. Default: 1500 ms.
     pub session_timeout_ms: u64,
-    /// Raft election timeout, lower bound. Default: 500 ms.
+    /// Raft election timeout, lower bound. A follower that last heard the leader longer ago
+    /// than `election_timeout_max_ms` (openraft's leader lease) plus a random time in
+    /// min..max starts an election. Default: 300 ms.
     pub election_timeout_min_ms: u64,
-    /// Raft election timeout, upper bound. Default: 1000 ms.
+    /// Raft election timeout, upper bound (and the leader lease). Default: 600 ms.
     pub election_timeout_max_ms: u64,
     /// A metadata snapshot every this many log entries. Default: 1000.
     pub snapshot_every: u64,
@@ -56,8 +58,8 @@ impl Default for ClusterSettings {
             rack: None,
             heartbeat_interval_ms: 250,
             session_timeout_ms: 1500,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             snapshot_every: 1000,
             placement: "round-robin".to_string(),
         }

@@ -62,7 +62,8 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// A config with the documented defaults: heartbeats every 250 ms, a 1.5 s session
-    /// timeout, elections after 500–1000 ms of silence, Raft heartbeats every 100 ms, a
+    /// timeout, election timeouts of 300–600 ms (an election starts 0.9–1.2 s after the leader
+    /// was last heard: openraft adds its leader lease, the upper bound), Raft heartbeats every 100 ms, a
     /// snapshot every 1,000 entries, round-robin placement.
     pub fn new(cluster_id: &str, node_id: NodeId, dir: PathBuf, voters: BTreeMap<NodeId, String>) -> ClusterConfig {
         ClusterConfig {
@@ -74,7 +75,7 @@ impl ClusterConfig {
             voters,
             heartbeat_interval: Duration::from_millis(250),
             session_timeout: Duration::from_millis(1500),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
             raft_heartbeat: Duration::from_millis(100),
             snapshot_every: 1000,
             placement: Strategy::RoundRobin,

@@ -31,6 +31,11 @@ enum ClusterCommand {
     /// offline (no leader) and under-replicated (ISR smaller than the replicas) partitions.
     #[command(after_help = "Example:\n  strom cluster status -b 127.0.0.1:9092")]
     Status,
+    /// Print the replica moves that would rebalance every topic over the live brokers (for a
+    /// broker that joined, left, or is excluded), each with its reason. Executing a plan
+    /// needs partition replication, which is not built yet: only --dry-run runs.
+    #[command(after_help = "Example:\n  strom cluster rebalance --dry-run --exclude 3")]
+    Rebalance(super::cluster_rebalance::RebalanceArgs),
     /// Run a local cluster of N nodes on 127.0.0.1 (separate data directories and ports)
     /// until Ctrl-C, and print its bootstrap servers.
     #[command(after_help = "Example:\n  strom cluster up --nodes 3\n  kcat -b 127.0.0.1:9092 -L")]
@@ -62,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ClusterCommand::Info => info(&args.client),
         ClusterCommand::Status => status(&args.client),
         ClusterCommand::Up(up) => super::cluster_up::run(up),
+        ClusterCommand::Rebalance(r) => super::cluster_rebalance::run(&args.client, r),
     }
 }
 

@@ -1,0 +1,128 @@
+//! `strom cluster rebalance --dry-run`: the plan that would move replicas so every topic sits
+//! on the live brokers (minus `--exclude`d ones), computed with the cluster's own placement
+//! strategies (`strom_cluster::placement::rebalance`) from a Metadata request. Each move says
+//! why (a broker left, was excluded, balance). Executing a plan moves partition data, which
+//! needs replication: until then only the dry run is offered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde::Serialize;
+use strom_cluster::placement::{self, BrokerSlot, PlacementRequest, Strategy};
+
+use super::client::{ClientArgs, Output, print_json};
+
+/// Arguments of `strom cluster rebalance`.
+#[derive(Debug, clap::Args)]
+pub struct RebalanceArgs {
+    /// Only print the plan (required: executing needs partition replication, not built yet).
+    #[arg(long)]
+    dry_run: bool,
+    /// Brokers to drain: they get no replicas and lose the ones they hold.
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    exclude: Vec<i32>,
+    /// How the new layout is chosen: sticky moves the fewest replicas.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Sticky)]
+    strategy: StrategyArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    Sticky,
+    RoundRobin,
+    Range,
+}
+
+#[derive(Debug, Serialize)]
+struct TopicPlan {
+    topic: String,
+    moves: Vec<MoveOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct MoveOut {
+    partition: i32,
+    from: Option<i32>,
+    to: i32,
+    reason: String,
+}
+
+/// Runs `strom cluster rebalance`.
+pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
+    if !args.dry_run {
+        bail!("executing a rebalance moves partition data, which needs replication (not built yet); use --dry-run");
+    }
+    let strategy = match args.strategy {
+        StrategyArg::Sticky => Strategy::Sticky,
+        StrategyArg::RoundRobin => Strategy::RoundRobin,
+        StrategyArg::Range => Strategy::Range,
+    };
+    let admin = c.admin()?;
+    let md = c.metadata(admin.inner(), None)?;
+    // librdkafka's metadata does not carry racks, so the plan is computed without them.
+    let brokers: Vec<BrokerSlot> =
+        md.brokers().iter().map(|b| BrokerSlot { id: b.id(), rack: None, capacity: None }).collect();
+    let excluded: BTreeSet<i32> = args.exclude.iter().copied().collect();
+    let topics: BTreeMap<String, Vec<Vec<i32>>> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| {
+            let mut parts: Vec<(i32, Vec<i32>)> =
+                t.partitions().iter().map(|p| (p.id(), p.replicas().to_vec())).collect();
+            parts.sort_by_key(|(id, _)| *id);
+            (t.name().to_owned(), parts.into_iter().map(|(_, r)| r).collect())
+        })
+        .collect();
+    let mut plans = Vec::new();
+    for (name, current) in &topics {
+        // Replicas every broker holds in the other topics: what balancing counts against.
+        let mut load: BTreeMap<i32, u32> = BTreeMap::new();
+        for (other, assignment) in &topics {
+            if other != name {
+                for r in assignment.iter().flatten() {
+                    *load.entry(*r).or_default() += 1;
+                }
+            }
+        }
+        let rf = current.iter().map(Vec::len).max().unwrap_or(1);
+        let request = PlacementRequest {
+            brokers: &brokers,
+            excluded: &excluded,
+            load: &load,
+            partitions: i32::try_from(current.len()).unwrap_or(i32::MAX),
+            replication_factor: i16::try_from(rf).unwrap_or(i16::MAX),
+            seed: 0,
+        };
+        let plan = placement::rebalance(strategy, current, &request)
+            .map_err(|e| anyhow::anyhow!("topic {name}: no valid plan: {e}"))?;
+        if !plan.moves.is_empty() {
+            let moves = plan
+                .moves
+                .iter()
+                .map(|m| MoveOut { partition: m.partition, from: m.from, to: m.to, reason: m.reason.to_string() })
+                .collect();
+            plans.push((name.clone(), plan.moves, moves));
+        }
+    }
+    match c.output {
+        Output::Json => {
+            let out: Vec<TopicPlan> = plans.into_iter().map(|(topic, _, moves)| TopicPlan { topic, moves }).collect();
+            print_json(&out)?;
+        }
+        Output::Table => {
+            if plans.is_empty() {
+                println!("nothing to move: every replica is on a live, allowed broker and the load is balanced");
+            }
+            for (topic, moves, _) in &plans {
+                println!("{topic}:");
+                for m in moves {
+                    println!("  {m}");
+                }
+            }
+            println!("(dry run; racks are not shown in Metadata to this tool, so the plan ignores them)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
