@@ -146,8 +146,17 @@ async fn clients_use_the_cluster_through_any_node_and_the_controller_can_die() {
     };
     eprintln!("controller {controller} killed; node {new_controller} took over after {:?}", killed_at.elapsed());
     create_topic(&c.bootstrap(survivor), "after-failover", 2, &[]).await;
-    // The dead node is fenced: Metadata stops listing it.
+    // The dead node is fenced: Metadata stops listing it, and the new controller counts the
+    // election and the fencing in /metrics.
     c.wait_brokers(&c.bootstrap(survivor), 2);
+    let ctl = usize::try_from(new_controller).expect("a node id");
+    let (code, text) = support::http_get(&c.nodes[ctl - 1].metrics_addr(), "/metrics");
+    assert_eq!(code, 200);
+    let samples = support::metric_samples(&text);
+    for metric in ["strom_cluster_controller_elections_total", "strom_cluster_broker_fenced_total"] {
+        let v = support::metric_value(&samples, metric, &[]).unwrap_or(0.0);
+        assert!(v >= 1.0, "{metric} on the new controller is {v}");
+    }
 
     // Back on its data directory: listed again, its partitions led again, all records there.
     c.nodes[dead - 1].restart();
