@@ -20,6 +20,8 @@ use crate::partition::{Partition, ReplicaManager};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topic_config::{self, TopicConfigs};
 
+mod sync;
+
 /// Most partitions one topic may have; a guard against typos creating millions of directories.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
@@ -245,146 +247,6 @@ impl BrokerState {
     fn my_partitions(&self, topic: &str) -> Vec<i32> {
         let me = self.node_id();
         self.metadata.partitions(topic).into_iter().filter(|p| p.replicas.contains(&me)).map(|p| p.partition).collect()
-    }
-
-    /// Brings this broker in line with the committed cluster metadata, whoever changed it:
-    /// creates the logs of partitions newly assigned here, deletes those of topics that are
-    /// gone (or were deleted and created again under the same name), applies config changes,
-    /// and republishes leadership (leaders, epochs, ISR). Idempotent; runs after every change
-    /// the store reports ([`MetadataStore::changes`]) and after this broker's own topic
-    /// operations.
-    pub async fn sync_with_store(&self) -> Result<()> {
-        let _admin = self.admin.lock().await;
-        self.sync_locked().await
-    }
-
-    async fn sync_locked(&self) -> Result<()> {
-        let topics = self.metadata.topics();
-        let current: HashMap<&str, uuid::Uuid> = topics.iter().map(|t| (t.name.as_str(), t.id)).collect();
-        // Topics gone, or replaced by a new topic of the same name.
-        let held: Vec<(String, uuid::Uuid)> = self.held_ids().iter().map(|(n, id)| (n.clone(), *id)).collect();
-        for (name, id) in held {
-            if current.get(name.as_str()) != Some(&id) {
-                self.forget_topic(&name).await;
-            }
-        }
-        for t in &topics {
-            let cfg = topic_config::log_config(&self.config.log, &t.configs)?;
-            let mine = self.my_partitions(&t.name);
-            let missing: Vec<i32> = mine.iter().copied().filter(|p| self.logs.get(&t.name, *p).is_none()).collect();
-            if !missing.is_empty() {
-                self.create_logs_list(&t.name, missing.clone(), cfg.clone()).await?;
-                info!(topic = %t.name, partitions = ?missing, "created the logs of partitions assigned to this broker");
-            }
-            for p in &mine {
-                if let Some(log) = self.logs.get(&t.name, *p) {
-                    if log.config() != cfg {
-                        log.set_config(cfg.clone())?;
-                    }
-                }
-            }
-            self.publish_partitions(&t.name);
-            if crate::groups::is_internal_topic(&t.name) && !missing.is_empty() {
-                self.groups.adopt_partitions(self, &missing)?;
-            }
-        }
-        self.remove_leftover_logs(&current).await;
-        Ok(())
-    }
-
-    /// Deletes the logs of topics the cluster no longer has (deleted while this broker was
-    /// away), once this broker has caught up: it is unfenced, so it has applied the metadata
-    /// log at least up to its own registration, and a topic it does not see is really gone.
-    async fn remove_leftover_logs(&self, current: &HashMap<&str, uuid::Uuid>) {
-        let Some(node) = &self.cluster else { return };
-        let status = node.broker_status().borrow().clone();
-        if status.epoch.is_none() || status.fenced {
-            return;
-        }
-        let leftovers: Vec<String> = self
-            .logs
-            .list()
-            .iter()
-            .filter(|l| !current.contains_key(l.topic()))
-            .map(|l| l.topic().to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for topic in leftovers {
-            warn!(%topic, "deleting the logs of a topic the cluster no longer has (deleted while this broker was away)");
-            self.forget_topic(&topic).await;
-        }
-    }
-
-    /// In a cluster: loads the group coordinator in the background, retrying until it
-    /// succeeds (it needs a quorum to create `__consumer_offsets` the first time); until
-    /// then group requests get `COORDINATOR_LOAD_IN_PROGRESS` and clients retry.
-    pub fn start_group_loading(self: &Arc<Self>) {
-        if self.cluster.is_none() {
-            return;
-        }
-        let state = Arc::downgrade(self);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(s) = state.upgrade() else { return };
-                match s.groups.load(&s).await {
-                    Ok(()) => return,
-                    Err(e) => warn!(error = %e, "the group coordinator could not load yet; retrying"),
-                }
-                drop(s);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                }
-            }
-        });
-    }
-
-    fn held_ids(&self) -> std::sync::MutexGuard<'_, HashMap<String, uuid::Uuid>> {
-        self.held_ids.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Drops a topic this broker held: its partitions leave the partition layer, its logs
-    /// are deleted, and its committed offsets are forgotten.
-    async fn forget_topic(&self, name: &str) {
-        self.partitions.remove_topic(name);
-        self.held_ids().remove(name);
-        let local: Vec<i32> = self.logs.list().iter().filter(|l| l.topic() == name).map(|l| l.partition()).collect();
-        let (logs, topic) = (self.logs.clone(), name.to_string());
-        let dropped = tokio::task::spawn_blocking(move || {
-            for p in local {
-                if let Err(e) = logs.delete(&topic, p) {
-                    warn!(topic, partition = p, error = %e, "could not remove a partition log; the next startup removes it");
-                }
-            }
-        })
-        .await;
-        if let Err(e) = dropped {
-            warn!(topic = name, error = %e, "removing partition logs did not finish; the next startup removes what is left");
-        }
-        self.groups.topic_deleted(name).await;
-        info!(topic = name, "removed a deleted topic's partitions from this broker");
-    }
-
-    /// Starts the task that runs [`BrokerState::sync_with_store`] after every change the
-    /// store reports (a cluster's committed metadata); nothing for the single-node store.
-    pub fn start_metadata_watch(self: &Arc<Self>) {
-        let Some(mut changes) = self.metadata.changes() else { return };
-        let state = Arc::downgrade(self);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
-                }
-                let Some(state) = state.upgrade() else { return };
-                if let Err(e) = state.sync_with_store().await {
-                    warn!(error = %e, "applying the cluster metadata to this broker failed; retrying at the next change");
-                }
-            }
-        });
     }
 
     /// The broker coordinating `group`: the leader of the partition of `__consumer_offsets`
