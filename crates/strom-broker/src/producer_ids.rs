@@ -24,6 +24,23 @@ pub const PRODUCER_IDS_FILE: &str = "producer-ids";
 /// Ids reserved per fsync of the allocation file.
 pub const BLOCK_SIZE: i64 = 1000;
 
+/// The end of the last block a single node persisted in `data_dir` (0 without a file): no id
+/// at or above it was handed out.
+pub fn persisted_floor(data_dir: &Path) -> Result<i64> {
+    read_persisted_end(&data_dir.join(PRODUCER_IDS_FILE))
+}
+
+fn read_persisted_end(path: &Path) -> Result<i64> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| Error::CorruptMetadata {
+            path: path.to_path_buf(),
+            reason: format!("expected a non-negative integer, found {text:?}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
 /// Hands out unique producer ids.
 #[derive(Debug)]
 pub struct ProducerIdAllocator {
@@ -47,14 +64,7 @@ impl ProducerIdAllocator {
     /// Opens (or creates) the allocation file in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<ProducerIdAllocator> {
         let path = data_dir.join(PRODUCER_IDS_FILE);
-        let start = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| Error::CorruptMetadata {
-                path: path.clone(),
-                reason: format!("expected a non-negative integer, found {text:?}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
+        let start = read_persisted_end(&path)?;
         Ok(ProducerIdAllocator { source: BlockSource::File(path), state: Mutex::new((start, start)) })
     }
 

@@ -54,6 +54,9 @@ pub struct BrokerState {
     /// The id of each topic whose partitions are held, to tell a topic deleted and created
     /// again under its name (another id) from the one whose logs are here.
     held_ids: Mutex<HashMap<String, uuid::Uuid>>,
+    /// Set while a single-node registry (`topics.json`) in the data directory waits to be
+    /// adopted into the cluster: its topics' logs are not leftovers to delete meanwhile.
+    adoption_pending: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for BrokerState {
@@ -164,7 +167,11 @@ impl BrokerState {
             cluster: metadata.cluster,
             admin: tokio::sync::Mutex::new(()),
             held_ids: Mutex::new(HashMap::new()),
+            adoption_pending: std::sync::atomic::AtomicBool::new(false),
         };
+        if state.cluster.is_some() && data_dir.join(crate::metadata::TOPICS_FILE).exists() {
+            state.adoption_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         state.reconcile(metadata.adopt_found_logs).await?;
         // In a cluster the coordinator loads in the background (it may need the quorum to
         // create its topic): see `start_group_loading`.

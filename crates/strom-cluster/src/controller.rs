@@ -81,6 +81,27 @@ pub enum ControllerRequest {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+    /// Take over a topic of a single-node data directory being adopted into the cluster:
+    /// same id, configs and epochs, every partition on `node_id` (where its logs are).
+    AdoptTopic {
+        /// The broker holding the logs.
+        node_id: i32,
+        /// Name.
+        name: String,
+        /// The id it had.
+        id: Uuid,
+        /// Partition count.
+        partitions: i32,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+        /// Leader epochs where not 0.
+        leader_epochs: BTreeMap<i32, i32>,
+    },
+    /// Never hand out producer ids below `floor` (those a single-node data directory used).
+    RaiseProducerIdFloor {
+        /// The floor.
+        floor: i64,
+    },
     /// Hand out a producer-id block.
     AllocateProducerIds {
         /// The broker asking.
@@ -257,7 +278,8 @@ impl Controller {
                 let rf = replication_factor_for(replication_factor)?;
                 let assignment = self.place(partitions, rf)?;
                 let id = Uuid::new_v4();
-                self.propose(Command::CreateTopic { name, id, configs, assignment }).await
+                self.propose(Command::CreateTopic { name, id, configs, assignment, leader_epochs: BTreeMap::new() })
+                    .await
             }
             ControllerRequest::DeleteTopic { name } => self.propose(Command::DeleteTopic { name }).await,
             ControllerRequest::CreatePartitions { name, count } => {
@@ -278,6 +300,14 @@ impl Controller {
             }
             ControllerRequest::AlterConfigs { name, configs } => {
                 self.propose(Command::AlterConfigs { name, configs }).await
+            }
+            ControllerRequest::AdoptTopic { node_id, name, id, partitions, configs, leader_epochs } => {
+                check_partitions(partitions)?;
+                let assignment = vec![vec![node_id]; partitions as usize];
+                self.propose(Command::CreateTopic { name, id, configs, assignment, leader_epochs }).await
+            }
+            ControllerRequest::RaiseProducerIdFloor { floor } => {
+                self.propose(Command::RaiseProducerIdFloor { floor }).await
             }
             ControllerRequest::AllocateProducerIds { node_id, count } => {
                 self.propose(Command::AllocateProducerIds { node_id, count }).await

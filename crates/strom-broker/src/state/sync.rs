@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::BrokerState;
 use crate::error::Result;
+use crate::metadata::MetadataStore;
 use crate::topic_config;
 
 impl BrokerState {
@@ -63,6 +64,9 @@ impl BrokerState {
     /// log at least up to its own registration, and a topic it does not see is really gone.
     async fn remove_leftover_logs(&self, current: &HashMap<&str, uuid::Uuid>) {
         let Some(node) = &self.cluster else { return };
+        if self.adoption_pending.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let status = node.broker_status().borrow().clone();
         if status.epoch.is_none() || status.fenced {
             return;
@@ -94,6 +98,15 @@ impl BrokerState {
         tokio::spawn(async move {
             loop {
                 let Some(s) = state.upgrade() else { return };
+                if let Err(e) = s.adopt_single_node_data().await {
+                    warn!(error = %e, "adopting the single-node data directory into the cluster failed; retrying");
+                    drop(s);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    }
+                    continue;
+                }
                 match s.groups.load(&s).await {
                     Ok(()) => return,
                     Err(e) => warn!(error = %e, "the group coordinator could not load yet; retrying"),
@@ -151,5 +164,75 @@ impl BrokerState {
                 }
             }
         });
+    }
+
+    /// Adopts a single-node data directory into the cluster this broker just joined: every
+    /// topic of its `topics.json` is proposed with its id, configs and leader epochs, all its
+    /// partitions on this broker (where their logs, offsets and producer state are); producer
+    /// ids never go below what the single node handed out; then `topics.json` is renamed to
+    /// `topics.json.adopted`. Runs before the group coordinator loads (its offsets topic is
+    /// one of the adopted topics). A topic whose name the cluster already uses under another
+    /// id is refused: its logs are not served as the other topic's.
+    async fn adopt_single_node_data(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let Some(node) = &self.cluster else { return Ok(()) };
+        if !self.adoption_pending.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let data_dir = self.config.data_dir.clone();
+        // The assignment names this broker, which must be registered first.
+        let mut status = node.broker_status();
+        if status.wait_for(|s| s.epoch.is_some()).await.is_err() {
+            return Err(crate::Error::MetadataUnavailable("the cluster node stopped".into()));
+        }
+        let me = crate::metadata::BrokerInfo {
+            node_id: self.node_id(),
+            host: self.advertised_host.clone(),
+            port: self.advertised_port,
+            rack: None,
+        };
+        let (local, _) = crate::metadata::LocalMetadataStore::open(&data_dir, me)?;
+        let mut adopted = 0;
+        for t in local.topics() {
+            match self.metadata.topic(&t.name) {
+                Some(existing) if existing.id == t.id => continue,
+                Some(existing) => {
+                    return Err(crate::Error::CorruptMetadata {
+                        path: data_dir.join(crate::metadata::TOPICS_FILE),
+                        reason: format!(
+                            "topic {:?} (id {}) cannot be adopted: the cluster has a topic of that name with id {}",
+                            t.name, t.id, existing.id
+                        ),
+                    });
+                }
+                None => {}
+            }
+            let request = strom_cluster::ControllerRequest::AdoptTopic {
+                node_id: self.node_id(),
+                name: t.name.clone(),
+                id: t.id,
+                partitions: t.partitions,
+                configs: t.configs.clone(),
+                leader_epochs: t.leader_epochs.clone(),
+            };
+            node.submit(request, strom_cluster::metadata::WRITE_TIMEOUT)
+                .await
+                .map_err(|e| crate::Error::MetadataUnavailable(format!("adopting topic {:?}: {e}", t.name)))?;
+            adopted += 1;
+        }
+        let floor = crate::producer_ids::persisted_floor(&data_dir)?;
+        node.submit(
+            strom_cluster::ControllerRequest::RaiseProducerIdFloor { floor },
+            strom_cluster::metadata::WRITE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| crate::Error::MetadataUnavailable(format!("carrying producer ids over: {e}")))?;
+        let from = data_dir.join(crate::metadata::TOPICS_FILE);
+        let to = data_dir.join(format!("{}.adopted", crate::metadata::TOPICS_FILE));
+        std::fs::rename(&from, &to).map_err(|e| crate::Error::io(format!("renaming {}", from.display()), e))?;
+        strom_log::sync_dir(&data_dir)?;
+        self.adoption_pending.store(false, Ordering::SeqCst);
+        info!(topics = adopted, producer_id_floor = floor, "adopted the single-node data directory into the cluster");
+        self.sync_with_store().await
     }
 }

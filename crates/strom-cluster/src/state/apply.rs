@@ -59,6 +59,10 @@ pub enum Command {
         configs: BTreeMap<String, String>,
         /// Replicas of each partition.
         assignment: Vec<Vec<i32>>,
+        /// Starting leader epochs where not 0 (a topic adopted from a single-node data
+        /// directory keeps the epochs its batches carry).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        leader_epochs: BTreeMap<i32, i32>,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -93,6 +97,12 @@ pub enum Command {
         leader: Option<i32>,
         /// The new ISR.
         isr: Vec<i32>,
+    },
+    /// Raises the next producer id to at least `floor` (ids a single-node data directory
+    /// already handed out, when it is adopted into the cluster).
+    RaiseProducerIdFloor {
+        /// The lowest id that may still be handed out.
+        floor: i64,
     },
     /// Hands `count` producer ids to a broker.
     AllocateProducerIds {
@@ -218,7 +228,7 @@ impl ClusterState {
                 self.unfence_replica(*node_id);
                 Ok(Applied::Done)
             }
-            Command::CreateTopic { name, id, configs, assignment } => {
+            Command::CreateTopic { name, id, configs, assignment, leader_epochs } => {
                 if self.topics.contains_key(name) {
                     return Err(Rejected::TopicExists(name.clone()));
                 }
@@ -228,7 +238,13 @@ impl ClusterState {
                 if assignment.is_empty() {
                     return Err(Rejected::Invalid(format!("topic {name:?} needs at least one partition")));
                 }
-                let partitions = self.new_partitions(assignment)?;
+                let mut partitions = self.new_partitions(assignment)?;
+                for (p, epoch) in leader_epochs {
+                    match usize::try_from(*p).ok().and_then(|i| partitions.get_mut(i)) {
+                        Some(rec) if *epoch >= 0 => rec.leader_epoch = *epoch,
+                        _ => return Err(Rejected::Invalid(format!("leader epoch {epoch} for partition {p}"))),
+                    }
+                }
                 let record = TopicRecord { id: *id, configs: configs.clone(), partitions };
                 self.topics.insert(name.clone(), record.clone());
                 Ok(Applied::Topic { name: name.clone(), record })
@@ -256,6 +272,13 @@ impl ClusterState {
             }
             Command::ChangePartition { topic, partition, partition_epoch, leader, isr } => {
                 self.change_partition(topic, *partition, *partition_epoch, *leader, isr)
+            }
+            Command::RaiseProducerIdFloor { floor } => {
+                if *floor < 0 {
+                    return Err(Rejected::Invalid(format!("producer-id floor {floor} is negative")));
+                }
+                self.next_producer_id = self.next_producer_id.max(*floor);
+                Ok(Applied::Done)
             }
             Command::AllocateProducerIds { node_id, count } => {
                 if !self.brokers.contains_key(node_id) {

@@ -42,6 +42,7 @@ fn create(name: &str, assignment: Vec<Vec<i32>>) -> Command {
         id: Uuid::from_u128(name.bytes().map(u128::from).sum::<u128>() + 7),
         configs: BTreeMap::new(),
         assignment,
+        leader_epochs: BTreeMap::new(),
     }
 }
 
@@ -137,6 +138,27 @@ fn partition_changes_are_checked_against_the_partition_epoch() {
 }
 
 #[test]
+fn an_adopted_topic_keeps_its_epochs_and_the_producer_id_floor_only_rises() {
+    let mut s = three_live_brokers();
+    let adopt = Command::CreateTopic {
+        name: "old".into(),
+        id: Uuid::from_u128(99),
+        configs: BTreeMap::new(),
+        assignment: vec![vec![1], vec![1]],
+        leader_epochs: BTreeMap::from([(1, 4)]),
+    };
+    s.apply(200, &adopt).expect("adopt");
+    let epochs: Vec<i32> = s.topics["old"].partitions.iter().map(|p| p.leader_epoch).collect();
+    assert_eq!(epochs, vec![0, 4]);
+    s.apply(201, &Command::RaiseProducerIdFloor { floor: 5000 }).expect("raise");
+    s.apply(202, &Command::RaiseProducerIdFloor { floor: 10 }).expect("a lower floor changes nothing");
+    assert_eq!(
+        s.apply(203, &Command::AllocateProducerIds { node_id: 1, count: 1 }),
+        Ok(Applied::ProducerIds { first: 5000, count: 1 })
+    );
+}
+
+#[test]
 fn producer_id_blocks_never_overlap() {
     let mut s = three_live_brokers();
     let a = s.apply(200, &Command::AllocateProducerIds { node_id: 1, count: 1000 });
@@ -181,6 +203,7 @@ fn command() -> impl Strategy<Value = Command> {
                 id: Uuid::from_u64_pair(salt | 1, 0),
                 configs: BTreeMap::new(),
                 assignment: a,
+                leader_epochs: BTreeMap::new(),
             }
         }),
         name.clone().prop_map(|n| Command::DeleteTopic { name: n.into() }),
@@ -190,6 +213,7 @@ fn command() -> impl Strategy<Value = Command> {
             Command::ChangePartition { topic: n.into(), partition: p, partition_epoch: e, leader, isr }
         }),
         (id, 1..2000i64).prop_map(|(node_id, count)| Command::AllocateProducerIds { node_id, count }),
+        (0..5000i64).prop_map(|floor| Command::RaiseProducerIdFloor { floor }),
         (1..=4i32).prop_map(|node_id| Command::UnregisterBroker { node_id }),
     ]
 }
