@@ -57,6 +57,8 @@ pub struct BrokerState {
     /// Set while a single-node registry (`topics.json`) in the data directory waits to be
     /// adopted into the cluster: its topics' logs are not leftovers to delete meanwhile.
     adoption_pending: std::sync::atomic::AtomicBool,
+    /// Whether this broker already asked for `__consumer_offsets` to be created.
+    offsets_topic_requested: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for BrokerState {
@@ -168,6 +170,7 @@ impl BrokerState {
             admin: tokio::sync::Mutex::new(()),
             held_ids: Mutex::new(HashMap::new()),
             adoption_pending: std::sync::atomic::AtomicBool::new(false),
+            offsets_topic_requested: std::sync::atomic::AtomicBool::new(false),
         };
         if state.cluster.is_some() && data_dir.join(crate::metadata::TOPICS_FILE).exists() {
             state.adoption_pending.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -63,6 +63,9 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
 
     let out = strom(&["topic", "create", "demo", "--partitions", "6", "-b", nodes[1]]);
     assert!(out.status.success(), "topic create: {}", String::from_utf8_lossy(&out.stderr));
+    // A group's first FindCoordinator creates __consumer_offsets, over all three nodes.
+    let out = strom(&["consume", "demo", "--group", "readers", "--from-beginning", "-b", nodes[0]]);
+    assert!(out.status.success(), "consume with a group: {}", String::from_utf8_lossy(&out.stderr));
     let started = Instant::now();
     let status = loop {
         let out = strom(&["cluster", "status", "--output", "json", "-b", nodes[0]]);
@@ -70,13 +73,16 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let brokers = v["brokers"].as_array().map(Vec::len).unwrap_or(0);
         let leaders: u64 = v["brokers"].as_array().into_iter().flatten().filter_map(|b| b["leaders"].as_u64()).sum();
-        if brokers == 3 && leaders >= 6 {
+        if brokers == 3 && leaders >= 18 {
             break v;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "status never showed 3 brokers leading 6 partitions: {v}");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status["controller"].as_i64().is_some_and(|c| (1..=3).contains(&c)), "{status}");
+    // 6 partitions of demo and the 12 of __consumer_offsets (4 per node, from node-N.toml),
+    // spread: created at the first FindCoordinator, when every node was up.
+    assert_eq!(status["partitions"], 18, "{status}");
     assert_eq!(status["offline"].as_array().map(Vec::len), Some(0), "{status}");
     assert!(
         status["brokers"].as_array().into_iter().flatten().all(|b| b["leaders"].as_u64() >= Some(1)),

@@ -47,6 +47,10 @@ pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest)
         port: state.advertised_port,
         rack: None,
     };
+    if req.key_type == 0 {
+        // The first FindCoordinator of a cluster creates the offsets topic (as Kafka does).
+        state.request_offsets_topic();
+    }
     // 0 = group, 1 = transaction; 2 (share groups, v6) is not served.
     let find = |key: &str| -> Result<BrokerInfo, ResponseError> {
         match req.key_type {

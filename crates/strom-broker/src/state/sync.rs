@@ -86,9 +86,12 @@ impl BrokerState {
         }
     }
 
-    /// In a cluster: loads the group coordinator in the background, retrying until it
-    /// succeeds (it needs a quorum to create `__consumer_offsets` the first time); until
-    /// then group requests get `COORDINATOR_LOAD_IN_PROGRESS` and clients retry.
+    /// In a cluster: loads the group coordinator in the background once `__consumer_offsets`
+    /// exists, retrying until it succeeds; until then group requests get
+    /// `COORDINATOR_LOAD_IN_PROGRESS` or `COORDINATOR_NOT_AVAILABLE` and clients retry. The
+    /// topic is not created here but at the first FindCoordinator
+    /// ([`BrokerState::request_offsets_topic`]), as Kafka does, so its partitions are placed
+    /// over the brokers that are up by then rather than over the first one to start.
     pub fn start_group_loading(self: &Arc<Self>) {
         if self.cluster.is_none() {
             return;
@@ -104,6 +107,18 @@ impl BrokerState {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    }
+                    continue;
+                }
+                if s.metadata.topic(crate::groups::OFFSETS_TOPIC).is_none() {
+                    let mut changes = s.metadata.changes();
+                    drop(s);
+                    match changes.as_mut() {
+                        Some(rx) => tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = rx.changed() => {}
+                        },
+                        None => return,
                     }
                     continue;
                 }
@@ -234,5 +249,32 @@ impl BrokerState {
         self.adoption_pending.store(false, Ordering::SeqCst);
         info!(topics = adopted, producer_id_floor = floor, "adopted the single-node data directory into the cluster");
         self.sync_with_store().await
+    }
+
+    /// Asks the controller (once, in the background) to create `__consumer_offsets` if the
+    /// cluster has none yet: what the first FindCoordinator does. Placed like any topic, over
+    /// the brokers live at that moment.
+    pub fn request_offsets_topic(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.cluster.is_none()
+            || self.metadata.topic(crate::groups::OFFSETS_TOPIC).is_some()
+            || self.offsets_topic_requested.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let partitions = state.groups.config().offsets_topic_partitions;
+            let configs = crate::groups::internal_topic_configs(state.groups.config());
+            match state.create_topic(crate::groups::OFFSETS_TOPIC, partitions, 1, configs, false).await {
+                Ok(_) | Err(crate::Error::TopicExists(_)) => {
+                    info!(partitions, "the internal offsets topic exists; group coordinators load on its leaders")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not create the internal offsets topic; the next FindCoordinator retries");
+                    state.offsets_topic_requested.store(false, Ordering::SeqCst);
+                }
+            }
+        });
     }
 }

@@ -60,6 +60,9 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     };
     let admin = c.admin()?;
     let md = c.metadata(admin.inner(), None)?;
+    // Listings leave internal topics out; the group coordinator's is asked for by name (its
+    // partitions choose where groups are coordinated, so they are placed like any other).
+    let internal = c.metadata(admin.inner(), Some("__consumer_offsets")).ok();
     // librdkafka's metadata does not carry racks, so the plan is computed without them.
     let brokers: Vec<BrokerSlot> =
         md.brokers().iter().map(|b| BrokerSlot { id: b.id(), rack: None, capacity: None }).collect();
@@ -67,7 +70,8 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     let topics: BTreeMap<String, Vec<Vec<i32>>> = md
         .topics()
         .iter()
-        .filter(|t| t.error().is_none())
+        .chain(internal.iter().flat_map(|m| m.topics().iter()))
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
         .map(|t| {
             let mut parts: Vec<(i32, Vec<i32>)> =
                 t.partitions().iter().map(|p| (p.id(), p.replicas().to_vec())).collect();

@@ -1,7 +1,9 @@
 //! `strom cluster up`: a local Strom cluster for trying things out: N `strom serve` child
 //! processes on 127.0.0.1, each with its own data directory, Kafka port, internal port and
 //! log file under `--dir`, all voters of the metadata quorum (up to 5; an even count leaves
-//! the last node a broker only). The cluster id is made at the first `up` and kept in
+//! the last node a broker only). Each node gets a small `node-N.toml` that spreads the group
+//! coordinators (`groups.offsets_topic_partitions`, four per node; a single node's default is
+//! one). The cluster id is made at the first `up` and kept in
 //! `<dir>/cluster-id`, so `up` again restarts the same cluster with its data. Ctrl-C (or
 //! SIGTERM) stops every node gracefully.
 
@@ -72,8 +74,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone().context("cloning the log handle")?;
         let kafka = format!("127.0.0.1:{}", port(args.base_port, id)?);
+        // Group coordinators spread over the nodes: one __consumer_offsets partition per
+        // coordinator slot, four per node (a single node's default is one partition).
+        let config = args.dir.join(format!("node-{id}.toml"));
+        let toml = format!("[groups]\noffsets_topic_partitions = {}\n", 4 * u32::from(n));
+        std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
         let child = Command::new(&exe)
             .arg("serve")
+            .arg("--config")
+            .arg(&config)
             .args(["--node-id", &id.to_string(), "--listen", &kafka])
             .arg("--data-dir")
             .arg(&data)
