@@ -97,11 +97,14 @@ start_cluster() {
         done
     done
     BOOTSTRAP="$(head -n1 "$COMPAT_TMP/ready-2")"
-    # Every broker registered and unfenced.
-    until "$STROM_BIN" cluster info -b "$BOOTSTRAP" --output json 2>/dev/null \
-        | python3 -c "import json,sys; i=json.load(sys.stdin); sys.exit(0 if len(i['brokers']) == $n else 1)" 2>/dev/null; do
-        (( SECONDS < deadline )) || { echo "FAIL: the cluster did not list $n brokers in 60 s" >&2; tail -20 "$COMPAT_TMP"/broker-*.log >&2; exit 1; }
-        sleep 0.1
+    # Every broker registered and unfenced: every node lists all of them (a node lists
+    # itself even while fenced, so one node's view is not enough).
+    for i in $(seq 1 "$n"); do
+        until "$STROM_BIN" cluster info -b "$(head -n1 "$COMPAT_TMP/ready-$i")" --output json 2>/dev/null \
+            | python3 -c "import json,sys; i=json.load(sys.stdin); sys.exit(0 if len(i['brokers']) == $n else 1)" 2>/dev/null; do
+            (( SECONDS < deadline )) || { echo "FAIL: node $i did not list $n brokers in 60 s" >&2; tail -20 "$COMPAT_TMP"/broker-*.log >&2; exit 1; }
+            sleep 0.1
+        done
     done
     echo "cluster: $n nodes (pids ${NODE_PIDS[*]}), voters $CLUSTER_VOTERS, bootstrap $BOOTSTRAP"
 }

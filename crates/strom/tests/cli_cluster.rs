@@ -61,6 +61,19 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
         vec![format!("127.0.0.1:{kafka}"), format!("127.0.0.1:{}", kafka + 1), format!("127.0.0.1:{}", kafka + 2)]
     );
 
+    // Every node lists all three (a node lists itself even while fenced): all are live.
+    for n in &nodes {
+        let started = Instant::now();
+        loop {
+            let out = strom(&["cluster", "info", "--output", "json", "-b", n]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if v["brokers"].as_array().map(Vec::len) == Some(3) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{n} never listed 3 brokers");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let out = strom(&["topic", "create", "demo", "--partitions", "6", "-b", nodes[1]]);
     assert!(out.status.success(), "topic create: {}", String::from_utf8_lossy(&out.stderr));
     // A group's first FindCoordinator creates __consumer_offsets, over all three nodes.

@@ -39,7 +39,11 @@ impl Cluster {
             internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
         let nodes = (0..3).map(|i| start_node(&node_args(i + 1, &voters, internal[i], CLUSTER_ID))).collect();
         let c = Cluster { nodes, voters, internal };
-        c.wait_brokers(&c.nodes[0].bootstrap(), 3);
+        // Every node lists all three: a node lists itself even while fenced, so one view
+        // alone does not prove the others live.
+        for n in 1..=3 {
+            c.wait_brokers(&c.bootstrap(n), 3);
+        }
         c
     }
 
@@ -47,7 +51,8 @@ impl Cluster {
         self.nodes[node - 1].bootstrap()
     }
 
-    /// Polls Metadata at `bootstrap` until it lists `n` brokers; returns the controller id.
+    /// Polls Metadata at `bootstrap` until it lists `n` brokers (the live ones, and the node
+    /// asked itself); returns the controller id.
     fn wait_brokers(&self, bootstrap: &str, n: usize) -> i32 {
         let started = Instant::now();
         loop {

@@ -46,9 +46,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             out
         }
     };
-    let brokers = state
-        .metadata
-        .brokers()
+    let brokers = listed_brokers(state)
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()
@@ -63,6 +61,27 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         .with_cluster_id(Some(str_bytes(&state.metadata.cluster_id())))
         .with_controller_id(BrokerId(state.metadata.controller_id().unwrap_or(-1)))
         .with_topics(topics)
+}
+
+/// The brokers Metadata lists: the live (unfenced) ones, and this broker even while it is
+/// not yet (or no longer) one of them. A client that bootstrapped here must keep a broker to
+/// ask again: a cluster just starting has no live broker at all, and librdkafka treats a
+/// Metadata response without brokers as an error ("Partial response"). Listing this broker
+/// routes nothing to it: it leads no partition while fenced, and partitions name their real
+/// leaders.
+fn listed_brokers(state: &BrokerState) -> Vec<crate::metadata::BrokerInfo> {
+    let mut brokers = state.metadata.brokers();
+    let me = state.node_id();
+    if !brokers.iter().any(|b| b.node_id == me) {
+        brokers.push(crate::metadata::BrokerInfo {
+            node_id: me,
+            host: state.advertised_host.clone(),
+            port: state.advertised_port,
+            rack: state.config.cluster.as_ref().and_then(|c| c.rack.clone()),
+        });
+        brokers.sort_by_key(|b| b.node_id);
+    }
+    brokers
 }
 
 async fn named_topic(state: &BrokerState, name: &str, may_create: bool) -> MetadataResponseTopic {
@@ -127,9 +146,7 @@ fn topic_entry(state: &BrokerState, t: &TopicMeta) -> MetadataResponseTopic {
 /// Answers DescribeCluster: the brokers and controller the metadata store knows.
 pub async fn describe_cluster(ctx: &RequestContext, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let state = &ctx.state;
-    let brokers = state
-        .metadata
-        .brokers()
+    let brokers = listed_brokers(state)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
