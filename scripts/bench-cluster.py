@@ -14,6 +14,8 @@ Starts 3 `strom serve` nodes on 127.0.0.1 (fresh temporary data directories), th
    connection), p50/max; the node is restarted on its data, and before the next run the cluster
    lists 3 brokers and a CreateTopics through the restarted node has succeeded (it has caught
    up);
+3b. broker failure detection, FENCES times: kill -9 of a broker that is not the controller,
+   then how long until the controller's Metadata no longer lists it (fenced), p50/max;
 4. produce at full load (strom bench, 256 B, 128 in flight, acks=all, 12 partitions) for
    LOAD_SECS while the nodes heartbeat: no broker may be fenced (strom_cluster_broker_fenced_total
    on every node stays 0).
@@ -227,6 +229,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--topics", type=int, default=1000)
     ap.add_argument("--failovers", type=int, default=20)
+    ap.add_argument("--fences", type=int, default=10)
     ap.add_argument("--load-secs", type=int, default=20)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="strom-bench-cluster-")
@@ -311,6 +314,30 @@ def main():
                 time.sleep(0.01)
         rows.append((f"controller failover: kill -9 -> next committed write, {args.failovers} runs",
                      f"p50 {ms(pct(fail, 50))}, max {ms(max(fail))}"))
+
+        # 3b. Broker failure detection: kill -9 of a broker that is not the controller, then how
+        # long until the controller's Metadata stops listing it (fenced: its partitions show
+        # offline and, once replicated, move).
+        fence = []
+        for run in range(args.fences):
+            controller = c.wait_brokers(1, 3)
+            victim = next(n for n in (1, 2, 3) if n != controller)
+            killed = time.time()
+            c.kill9(victim)
+            while True:
+                x = Conn(c.addr(controller))
+                brokers, _, _ = metadata(x, [])
+                x.close()
+                if victim not in brokers:
+                    break
+                assert time.time() - killed < 60, "the killed broker was never fenced"
+                time.sleep(0.005)
+            fence.append(time.time() - killed)
+            c.start(victim)
+            for node in (1, 2, 3):
+                c.wait_brokers(node, 3)
+        rows.append((f"broker failure detection: kill -9 of a non-controller broker -> fenced (gone from the controller's Metadata), {args.fences} runs",
+                     f"p50 {ms(pct(fence, 50))}, max {ms(max(fence))}"))
 
         # 4. Full produce load: no broker fenced.
         fenced_before = sum(c.metric(n, "strom_cluster_broker_fenced_total") for n in (1, 2, 3))
