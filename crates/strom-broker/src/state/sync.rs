@@ -110,8 +110,9 @@ impl BrokerState {
                     }
                     continue;
                 }
+                // Subscribe before looking, so a topic created in between is not missed.
+                let mut changes = s.metadata.changes();
                 if s.metadata.topic(crate::groups::OFFSETS_TOPIC).is_none() {
-                    let mut changes = s.metadata.changes();
                     drop(s);
                     match changes.as_mut() {
                         Some(rx) => tokio::select! {
@@ -168,11 +169,17 @@ impl BrokerState {
         let state = Arc::downgrade(self);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Once at the start: changes applied between startup's reconciliation and this
+            // subscription would otherwise wait for the next change.
+            let mut first = true;
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
+                if !first {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        changed = changes.changed() => if changed.is_err() { return },
+                    }
                 }
+                first = false;
                 let Some(state) = state.upgrade() else { return };
                 if let Err(e) = state.sync_with_store().await {
                     warn!(error = %e, "applying the cluster metadata to this broker failed; retrying at the next change");
