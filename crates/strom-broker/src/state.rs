@@ -418,11 +418,7 @@ impl BrokerState {
         let (logs, name) = (self.logs.clone(), topic.to_string());
         let created = tokio::task::spawn_blocking(move || -> Result<()> {
             for (i, p) in partitions.iter().enumerate() {
-                let undo = |logs: &LogManager| {
-                    for done in &partitions[..i] {
-                        drop_logs_blocking(logs, &name, *done..*done + 1);
-                    }
-                };
+                let undo = |logs: &LogManager| drop_logs_blocking(logs, &name, partitions[..i].iter().copied());
                 if logs.get(&name, *p).is_some() {
                     // A leftover of an earlier failed attempt in this run.
                     if let Err(e) = logs.delete(&name, *p) {
@@ -443,7 +439,7 @@ impl BrokerState {
 
     /// Removes `topic`'s `partitions` logs on a blocking thread, logging (not returning)
     /// failures: the next startup removes what is left.
-    async fn drop_logs(&self, topic: &str, partitions: std::ops::Range<i32>) {
+    pub(super) async fn drop_logs(&self, topic: &str, partitions: impl IntoIterator<Item = i32> + Send + 'static) {
         let (logs, name) = (self.logs.clone(), topic.to_string());
         if let Err(e) = tokio::task::spawn_blocking(move || drop_logs_blocking(&logs, &name, partitions)).await {
             warn!(topic, error = %e, "removing partition logs did not finish; the next startup removes what is left");
@@ -532,7 +528,7 @@ impl BrokerState {
     }
 }
 
-fn drop_logs_blocking(logs: &LogManager, topic: &str, partitions: std::ops::Range<i32>) {
+fn drop_logs_blocking(logs: &LogManager, topic: &str, partitions: impl IntoIterator<Item = i32>) {
     for p in partitions {
         if let Err(e) = logs.delete(topic, p) {
             warn!(topic, partition = p, error = %e, "could not remove a partition log; the next startup removes it");

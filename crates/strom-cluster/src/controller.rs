@@ -340,12 +340,16 @@ impl Controller {
             }
         };
         let Some(live) = live else { return Ok(()) };
-        let fresh = self.sessions().last_seen.get(&node_id).is_some_and(|t| t.elapsed() < self.config.session_timeout);
-        if fresh {
+        if self.session_alive(node_id) {
             warn!(node_id, %live, %incarnation, "refusing a second broker with a live node id");
             return Err(ControllerError::DuplicateBroker { node_id, live });
         }
         Ok(())
+    }
+
+    /// Whether broker `node_id` heartbeat this leader within the session timeout.
+    fn session_alive(&self, node_id: i32) -> bool {
+        self.sessions().last_seen.get(&node_id).is_some_and(|t| t.elapsed() < self.config.session_timeout)
     }
 
     /// Refuses a join that would re-point a member whose broker is alive to another address.
@@ -358,8 +362,7 @@ impl Controller {
         };
         let (Some(known), Some(live)) = (known, live) else { return Ok(()) };
         let id = i32::try_from(node_id).unwrap_or(i32::MAX);
-        let fresh = self.sessions().last_seen.get(&id).is_some_and(|t| t.elapsed() < self.config.session_timeout);
-        if known != address && fresh {
+        if known != address && self.session_alive(id) {
             warn!(node_id, %known, %address, "refusing a join: the node id is live at another address");
             return Err(ControllerError::DuplicateBroker { node_id: id, live });
         }

@@ -146,18 +146,7 @@ impl BrokerState {
         self.partitions.remove_topic(name);
         self.held_ids().remove(name);
         let local: Vec<i32> = self.logs.list().iter().filter(|l| l.topic() == name).map(|l| l.partition()).collect();
-        let (logs, topic) = (self.logs.clone(), name.to_string());
-        let dropped = tokio::task::spawn_blocking(move || {
-            for p in local {
-                if let Err(e) = logs.delete(&topic, p) {
-                    warn!(topic, partition = p, error = %e, "could not remove a partition log; the next startup removes it");
-                }
-            }
-        })
-        .await;
-        if let Err(e) = dropped {
-            warn!(topic = name, error = %e, "removing partition logs did not finish; the next startup removes what is left");
-        }
+        self.drop_logs(name, local).await;
         self.groups.topic_deleted(name).await;
         info!(topic = name, "removed a deleted topic's partitions from this broker");
     }
