@@ -161,6 +161,15 @@ pub enum Error {
     /// The partition log is being truncated (a follower diverged from its leader); retry.
     #[error("partition log {0} is being truncated")]
     Truncating(String),
+    /// A replicated append does not continue the log: its first new batch starts at `found`,
+    /// the log ends at `expected` (the leader's and this log's views differ; refetch).
+    #[error("replicated batches start at offset {found}, the log ends at {expected}")]
+    NotContiguous {
+        /// The log end.
+        expected: i64,
+        /// The first new batch's base offset.
+        found: i64,
+    },
     /// A configuration value is invalid.
     #[error("invalid log config: {0}")]
     InvalidConfig(String),

@@ -43,7 +43,7 @@ pub use dirs::{create_dir_durable, sync_dir};
 pub use error::{BatchError, Error, Result};
 pub use journal::CommitHold;
 pub use manager::{LogManager, validate_topic_name};
-pub use partition::{AppendInfo, PartitionLog, ReadBound, ReadResult};
+pub use partition::{AppendInfo, Durable, PartitionLog, ReadBound, ReadResult};
 
 /// Counters of the node journal (see [`LogManager::journal_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

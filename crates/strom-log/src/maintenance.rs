@@ -138,6 +138,7 @@ impl PartitionLog {
             seg.file = Some(file.clone());
             st.next_offset = new_next;
             self.inner.leo.store(new_next, Ordering::Release);
+            self.inner.end.send_replace(new_next);
             self.inner.hw.send_if_modified(|hw| {
                 let lower = *hw > new_next;
                 if lower {
@@ -360,6 +361,7 @@ impl PartitionLog {
             st.closed = true;
         }
         self.inner.hw.send_modify(|_| {});
+        self.inner.end.send_modify(|_| {});
     }
 }
 

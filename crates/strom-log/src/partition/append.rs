@@ -66,12 +66,25 @@ impl PartitionLog {
         self.write_active(&mut st, &mut slices, total)?;
         let max_timestamp = self.record_appended(&mut st, &headers, total, now);
         let record_count = (next - base_offset) as u32;
+        let stored = prefixes.into_iter().zip(batches.into_iter().map(|b| b.bytes)).collect();
+        self.make_durable(st, stored, next)?;
+        Ok(AppendInfo { base_offset, last_offset: next - 1, max_timestamp, record_count, duplicate: false })
+    }
+
+    /// Hands an append that ends at `next` to its flush policy: to the journal's round (or
+    /// this partition's own fsync) for `always`, published as durable at once for
+    /// `interval`/`never`. Called with the state locked, so the journal gets this
+    /// partition's appends in offset order; `stored` is each batch as written (prefix, then
+    /// the batch from its 16th byte on).
+    fn make_durable(
+        &self,
+        st: std::sync::MutexGuard<'_, State>,
+        stored: Vec<([u8; REWRITTEN_PREFIX_LEN], Bytes)>,
+        next: i64,
+    ) -> Result<()> {
         match st.config.flush_policy {
             FlushPolicy::Always => match &self.inner.env.committer {
                 Some(committer) => {
-                    // Handed over under the lock, so the journal gets this partition's appends
-                    // in offset order.
-                    let stored = prefixes.into_iter().zip(batches.into_iter().map(|b| b.bytes)).collect();
                     let Some(me) = self.inner.me.upgrade() else { return Err(self.closed_error()) };
                     committer.submit(Pending { log: me, generation: st.generation, end: next, batches: stored });
                 }
@@ -97,7 +110,65 @@ impl PartitionLog {
                 }
             }
         }
-        Ok(AppendInfo { base_offset, last_offset: next - 1, max_timestamp, record_count, duplicate: false })
+        Ok(())
+    }
+
+    /// Appends a leader's batches as a follower: exactly as the leader stored them (its
+    /// offsets and leader epochs; the bytes are not rewritten), under this log's flush
+    /// policy, so [`PartitionLog::wait_durable`] says when they are on this node's disk.
+    /// Batches that end below the log end are skipped (a fetch that overlapped what is
+    /// held); the first one kept must start exactly at the log end. Producer state is built
+    /// from the batches as on the leader, so an idempotent retry after a failover is
+    /// recognised here. Returns the new log end (the old one when nothing was new).
+    pub fn append_replicated(&self, records: &Bytes) -> Result<i64> {
+        let now = now_ms();
+        let st = self.lock()?;
+        self.check_writable(&st)?;
+        let end = st.next_offset;
+        let mut skip = 0;
+        while let Some(h) = BatchHeader::parse(&records[skip..]) {
+            if h.last_offset() >= end || skip + h.total_len() > records.len() {
+                break;
+            }
+            skip += h.total_len();
+        }
+        if skip >= records.len() {
+            return Ok(end);
+        }
+        drop(st);
+        // The CRC check runs without the lock, as for a producer's append.
+        let batches = validate_batches(&records.slice(skip..))?;
+        let mut st = self.lock()?;
+        self.check_writable(&st)?;
+        if st.next_offset != end {
+            return Err(Error::Truncating(format!(
+                "{}-{}: the log end moved from {end} to {} during a replicated append",
+                self.inner.topic, self.inner.partition, st.next_offset
+            )));
+        }
+        let mut expected = end;
+        for b in &batches {
+            if b.header.base_offset != expected {
+                return Err(Error::NotContiguous { expected, found: b.header.base_offset });
+            }
+            expected = b.header.last_offset() + 1;
+        }
+        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+        self.maybe_roll(&mut st, total, now)?;
+        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.bytes)).collect();
+        self.write_active(&mut st, &mut slices, total)?;
+        let headers: Vec<_> = batches.iter().map(|b| b.header).collect();
+        self.record_appended(&mut st, &headers, total, now);
+        let stored = batches
+            .into_iter()
+            .map(|b| {
+                let mut prefix = [0u8; REWRITTEN_PREFIX_LEN];
+                prefix.copy_from_slice(&b.bytes[..REWRITTEN_PREFIX_LEN]);
+                (prefix, b.bytes)
+            })
+            .collect();
+        self.make_durable(st, stored, expected)?;
+        Ok(expected)
     }
 
     /// Appends batches exactly as they were stored (offsets and leader epochs already set),
@@ -189,6 +260,7 @@ impl PartitionLog {
         st.bytes_since_flush += total;
         st.appended_since_open = st.appended_since_open.saturating_add(total);
         self.inner.leo.store(next, Ordering::Release);
+        self.inner.end.send_replace(next);
         if self.claim_preallocation(st) {
             self.inner.env.preallocator.request(Arc::new(Preallocate(self.inner.me.clone())));
         }

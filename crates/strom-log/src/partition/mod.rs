@@ -98,13 +98,14 @@ pub(crate) struct Env {
     pub(crate) committer: Option<Arc<crate::journal::Committer>>,
 }
 
-/// Durability progress published to waiters.
+/// Durability progress published to waiters ([`PartitionLog::watch_durable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Durable {
-    /// Every offset below this is acknowledged-able under the flush policy.
-    pub(crate) end: i64,
+pub struct Durable {
+    /// Every offset below this is acknowledged-able under the flush policy (fsynced, for
+    /// `always`).
+    pub end: i64,
     /// The log latched into the failed state.
-    pub(crate) failed: bool,
+    pub failed: bool,
 }
 
 /// Shared core of a partition log.
@@ -115,6 +116,11 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) hw: watch::Sender<i64>,
     pub(crate) durable: watch::Sender<Durable>,
+    /// The log end, for followers' fetches long-polling at the leader.
+    pub(crate) end: watch::Sender<i64>,
+    /// The high watermark is set by the partition's replication (the lowest durable end
+    /// over the in-sync replicas), not by this log's own durability.
+    pub(crate) replicated: AtomicBool,
     /// Mirrors of state fields for lock-free getters.
     pub(crate) leo: AtomicI64,
     pub(crate) start: AtomicI64,
@@ -161,6 +167,8 @@ impl PartitionLog {
             // Recovery fsynced the active segment, so everything on disk is durable.
             hw: watch::Sender::new(leo),
             durable: watch::Sender::new(Durable { end: leo, failed: false }),
+            end: watch::Sender::new(leo),
+            replicated: AtomicBool::new(false),
             leo: AtomicI64::new(leo),
             start: AtomicI64::new(start),
             flush_queued: AtomicBool::new(false),
@@ -232,6 +240,47 @@ impl PartitionLog {
     /// on it.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.inner.hw.subscribe()
+    }
+
+    /// Every offset below this is durable under the flush policy: what this node may report
+    /// to a leader as replicated, and what a leader counts for itself.
+    pub fn durable_end(&self) -> i64 {
+        self.inner.durable.borrow().end
+    }
+
+    /// A receiver that changes whenever the durable end moves or the log fails.
+    pub fn watch_durable(&self) -> watch::Receiver<Durable> {
+        self.inner.durable.subscribe()
+    }
+
+    /// A receiver that changes whenever the log end moves (appends, truncation, close):
+    /// followers' fetches long-poll on it, since they read past the high watermark.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.inner.end.subscribe()
+    }
+
+    /// Whether the high watermark is set from outside ([`PartitionLog::set_high_watermark`],
+    /// by replication) instead of following this log's durable end. Turning it off moves the
+    /// high watermark up to the durable end at once.
+    pub fn set_replicated(&self, replicated: bool) {
+        let was = self.inner.replicated.swap(replicated, Ordering::AcqRel);
+        if was && !replicated && self.inner.env.auto_high_watermark {
+            self.set_high_watermark(self.durable_end());
+        }
+    }
+
+    /// Whether [`PartitionLog::set_replicated`] is on.
+    pub fn is_replicated(&self) -> bool {
+        self.inner.replicated.load(Ordering::Acquire)
+    }
+
+    /// Puts the high watermark back to `hw` (clamped to the log), lower or not. Only for a
+    /// replicated partition that no consumer has read yet: a log opened after a restart has
+    /// its high watermark at the log end, which for a replicated partition may be beyond
+    /// what the in-sync replicas hold; its leader starts it low and lets replication raise it.
+    pub fn reset_high_watermark(&self, hw: i64) {
+        let hw = hw.clamp(self.log_start_offset(), self.log_end_offset());
+        self.inner.hw.send_replace(hw);
     }
 
     /// Whether the log was closed (deleted, or the manager shut down): it takes no appends
@@ -352,7 +401,7 @@ impl PartitionLog {
     pub(crate) fn publish_durable(&self, end: i64) {
         // The high watermark moves first, so an acknowledged record is already visible to
         // consumers when its producer hears back.
-        if self.inner.env.auto_high_watermark {
+        if self.inner.env.auto_high_watermark && !self.inner.replicated.load(Ordering::Acquire) {
             self.set_high_watermark(end);
         }
         self.inner.durable.send_if_modified(|d| {
