@@ -109,6 +109,23 @@ pub enum ControllerRequest {
         /// Block size.
         count: i64,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition): shrinks it by followers
+    /// that fell behind, grows it by followers that caught up. Refused unless `leader` leads
+    /// at `leader_epoch` and `partition_epoch` is current; a member added must be live.
+    AlterPartition {
+        /// The leader asking.
+        leader: i32,
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The leader epoch it leads in.
+        leader_epoch: i32,
+        /// The partition epoch its view has.
+        partition_epoch: i32,
+        /// The ISR it wants (itself included).
+        isr: Vec<i32>,
+    },
     /// A node that is not a voter joins as a learner: it receives the metadata log.
     Join {
         /// Node id.
@@ -189,6 +206,9 @@ pub struct ControllerConfig {
     pub session_timeout: Duration,
     /// How new replicas are placed.
     pub placement: Strategy,
+    /// Replicas per partition of a topic created without a replication factor (Kafka's
+    /// `default.replication.factor`); capped at the registered brokers.
+    pub default_replication_factor: i16,
 }
 
 #[derive(Debug, Default)]
@@ -275,7 +295,7 @@ impl Controller {
                     return Err(Rejected::TopicExists(name).into());
                 }
                 check_partitions(partitions)?;
-                let rf = replication_factor_for(replication_factor)?;
+                let rf = self.replication_factor_for(replication_factor)?;
                 let assignment = self.place(partitions, rf)?;
                 let id = Uuid::new_v4();
                 self.propose(Command::CreateTopic { name, id, configs, assignment, leader_epochs: BTreeMap::new() })
@@ -312,6 +332,11 @@ impl Controller {
             ControllerRequest::AllocateProducerIds { node_id, count } => {
                 self.propose(Command::AllocateProducerIds { node_id, count }).await
             }
+            ControllerRequest::AlterPartition { leader, topic, partition, leader_epoch, partition_epoch, isr } => {
+                self.check_isr_change(leader, &topic, partition, leader_epoch, &isr)?;
+                self.propose(Command::ChangePartition { topic, partition, partition_epoch, leader: Some(leader), isr })
+                    .await
+            }
             ControllerRequest::Join { node_id, internal_address } => {
                 self.check_duplicate_member(node_id, &internal_address)?;
                 let resp =
@@ -327,6 +352,48 @@ impl Controller {
                 Ok(ControllerReply::Committed { index: resp.log_id.index, applied: Applied::Done })
             }
         }
+    }
+
+    /// The replication factor a create asks for: -1 is the cluster default
+    /// ([`ControllerConfig::default_replication_factor`], capped at the live brokers).
+    /// Placement refuses more replicas than brokers.
+    fn replication_factor_for(&self, requested: i16) -> Result<i16, ControllerError> {
+        if requested == -1 {
+            let brokers = self.shared.read().cluster.live_brokers().count();
+            let cap = i16::try_from(brokers.max(1)).unwrap_or(i16::MAX);
+            return Ok(self.config.default_replication_factor.clamp(1, cap));
+        }
+        check_replication_factor(requested)
+    }
+
+    /// Refuses an ISR change from a broker that does not lead the partition at that epoch, or
+    /// one that adds a fenced broker (KIP-841: a fenced replica must not join an ISR).
+    fn check_isr_change(
+        &self,
+        leader: i32,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        isr: &[i32],
+    ) -> Result<(), ControllerError> {
+        let s = self.shared.read();
+        let t = s.cluster.topics.get(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .ok_or_else(|| Rejected::Invalid(format!("{topic} has no partition {partition}")))?;
+        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
+            return Err(ControllerError::Rejected(Rejected::Invalid(format!(
+                "{topic}-{partition}: broker {leader} at leader epoch {leader_epoch} does not lead (leader {:?}, epoch {})",
+                p.leader, p.leader_epoch
+            ))));
+        }
+        if let Some(r) = isr.iter().find(|r| !p.isr.contains(r) && !s.cluster.is_live(**r)) {
+            return Err(ControllerError::Rejected(Rejected::Invalid(format!(
+                "{topic}-{partition}: broker {r} is fenced and cannot join the ISR"
+            ))));
+        }
+        Ok(())
     }
 
     /// Refuses a registration of a node id whose current registration is another live
@@ -492,13 +559,13 @@ fn check_partitions(count: i32) -> Result<(), ControllerError> {
     Ok(())
 }
 
-/// Until partition data is replicated, a partition has exactly one replica.
-fn replication_factor_for(requested: i16) -> Result<i16, ControllerError> {
-    match requested {
-        -1 | 1 => Ok(1),
-        n => Err(ControllerError::InvalidReplicationFactor {
-            requested: n,
-            reason: "partition data is not replicated yet (one replica per partition); use 1 or -1".to_string(),
-        }),
+/// Kafka's limit: a replication factor is a positive 16-bit count.
+fn check_replication_factor(requested: i16) -> Result<i16, ControllerError> {
+    if requested < 1 {
+        return Err(ControllerError::InvalidReplicationFactor {
+            requested,
+            reason: "must be at least 1 (or -1 for the default)".to_string(),
+        });
     }
+    Ok(requested)
 }

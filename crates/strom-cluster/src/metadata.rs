@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strom_meta::{
-    BrokerInfo, MetaError, MetadataStore, PartitionMeta, StoreFuture, TopicConfigs, TopicMeta, validate_topic_name,
+    BrokerInfo, IsrChange, MetaError, MetadataStore, PartitionMeta, StoreFuture, TopicConfigs, TopicMeta,
+    validate_topic_name,
 };
 use uuid::Uuid;
 
@@ -125,6 +126,43 @@ impl MetadataStore for RaftMetadataStore {
             let request =
                 ControllerRequest::CreateTopic { name: name.clone(), partitions, replication_factor: -1, configs };
             self.write(&name, request).await
+        })
+    }
+
+    fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+    ) -> StoreFuture<'_, TopicMeta> {
+        let name = name.to_string();
+        Box::pin(async move {
+            validate_topic_name(&name)?;
+            let request =
+                ControllerRequest::CreateTopic { name: name.clone(), partitions, replication_factor, configs };
+            self.write(&name, request).await
+        })
+    }
+
+    fn alter_partition(&self, change: IsrChange) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let IsrChange { topic, partition, leader, leader_epoch, partition_epoch, isr } = change;
+            let request = ControllerRequest::AlterPartition {
+                leader,
+                topic: topic.clone(),
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            };
+            match self.node.submit(request, WRITE_TIMEOUT).await {
+                Ok(_) => Ok(()),
+                Err(ControllerError::Rejected(
+                    r @ (Rejected::StalePartitionEpoch { .. } | Rejected::Invalid(_) | Rejected::UnknownTopic(_)),
+                )) => Err(MetaError::StaleChange(r.to_string())),
+                Err(e) => Err(meta_error(&topic, e)),
+            }
         })
     }
 

@@ -58,13 +58,16 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// How new replicas are placed.
     pub placement: Strategy,
+    /// Replicas per partition for a topic created without a replication factor.
+    pub default_replication_factor: i16,
 }
 
 impl ClusterConfig {
     /// A config with the documented defaults: heartbeats every 250 ms, a 1.5 s session
     /// timeout, election timeouts of 300–600 ms (an election starts 0.9–1.2 s after the leader
     /// was last heard: openraft adds its leader lease, the upper bound), Raft heartbeats every 100 ms, a
-    /// snapshot every 1,000 entries, round-robin placement.
+    /// snapshot every 1,000 entries, round-robin placement, one replica per partition unless
+    /// a create asks for more (Kafka's `default.replication.factor=1`).
     pub fn new(cluster_id: &str, node_id: NodeId, dir: PathBuf, voters: BTreeMap<NodeId, String>) -> ClusterConfig {
         ClusterConfig {
             cluster_id: cluster_id.to_string(),
@@ -79,6 +82,7 @@ impl ClusterConfig {
             raft_heartbeat: Duration::from_millis(100),
             snapshot_every: 1000,
             placement: Strategy::RoundRobin,
+            default_replication_factor: 1,
         }
     }
 }
@@ -181,6 +185,7 @@ impl ClusterNode {
                 heartbeat_interval: config.heartbeat_interval,
                 session_timeout: config.session_timeout,
                 placement: config.placement,
+                default_replication_factor: config.default_replication_factor,
             },
         ));
         let shutdown = CancellationToken::new();

@@ -54,6 +54,10 @@ pub enum MetaError {
         #[source]
         source: std::io::Error,
     },
+    /// A partition change made from a view that is no longer current (another leader epoch
+    /// or partition epoch): the asker refreshes and decides again.
+    #[error("stale partition change: {0}")]
+    StaleChange(String),
     /// The store could not finish the operation (a worker thread panicked, or the store is
     /// shutting down); the change was not made.
     #[error("metadata store unavailable: {0}")]

@@ -21,4 +21,6 @@ pub mod types;
 pub use error::{MetaError, Result};
 pub use local::{LocalMetadataStore, TOPICS_FILE};
 pub use store::{MetadataStore, StoreFuture};
-pub use types::{BrokerInfo, MAX_TOPIC_NAME_LEN, PartitionMeta, TopicConfigs, TopicMeta, validate_topic_name};
+pub use types::{
+    BrokerInfo, IsrChange, MAX_TOPIC_NAME_LEN, PartitionMeta, TopicConfigs, TopicMeta, validate_topic_name,
+};

@@ -108,6 +108,7 @@ impl LocalMetadataStore {
             leader_epoch: topic.leader_epoch(partition),
             replicas: vec![me],
             isr: vec![me],
+            partition_epoch: 0,
         }
     }
 }

@@ -5,8 +5,9 @@ use std::pin::Pin;
 
 use uuid::Uuid;
 
+use crate::error::MetaError;
 use crate::error::Result;
-use crate::types::{BrokerInfo, PartitionMeta, TopicConfigs, TopicMeta};
+use crate::types::{BrokerInfo, IsrChange, PartitionMeta, TopicConfigs, TopicMeta};
 
 /// A boxed future returned by the store's mutating operations: a replicated store must wait
 /// for its log to commit a change, so these are asynchronous even when the local store is not.
@@ -45,6 +46,35 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn partitions(&self, topic: &str) -> Vec<PartitionMeta>;
     /// Records a new topic. `Err(TopicExists)` if the name is taken.
     fn create_topic(&self, name: &str, partitions: i32, configs: TopicConfigs) -> StoreFuture<'_, TopicMeta>;
+    /// [`MetadataStore::create_topic`] with `replication_factor` replicas per partition (-1:
+    /// the store's default). A store that does not replicate takes only 1 and -1.
+    fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+    ) -> StoreFuture<'_, TopicMeta> {
+        if matches!(replication_factor, -1 | 1) {
+            return self.create_topic(name, partitions, configs);
+        }
+        Box::pin(async move {
+            Err(MetaError::InvalidReplicationFactor {
+                requested: replication_factor,
+                reason: "a single-node broker holds one replica of each partition; use 1 or -1".to_string(),
+            })
+        })
+    }
+    /// Changes a partition's ISR as its leader asks ([`IsrChange`]); resolves once the change
+    /// is applied here. A store without replication has nothing to change.
+    fn alter_partition(&self, change: IsrChange) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            Err(MetaError::Unavailable(format!(
+                "{}-{}: this store does not replicate partitions",
+                change.topic, change.partition
+            )))
+        })
+    }
     /// Removes a topic and returns what it was. `Err(UnknownTopic)` if absent.
     fn delete_topic(&self, name: &str) -> StoreFuture<'_, TopicMeta>;
     /// Raises a topic's partition count. `Err(InvalidPartitions)` unless `count` is larger.

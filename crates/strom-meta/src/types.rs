@@ -68,6 +68,27 @@ pub struct PartitionMeta {
     pub replicas: Vec<i32>,
     /// The in-sync replicas (a subset of `replicas`, the leader included).
     pub isr: Vec<i32>,
+    /// Raised at every change of leader or ISR; an ISR change names the epoch it saw, so a
+    /// stale one is refused (Kafka's partition epoch).
+    pub partition_epoch: i32,
+}
+
+/// A partition leader's request to change its ISR (Kafka's AlterPartition): valid only while
+/// `leader_epoch` and `partition_epoch` are still the current ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The leader asking (this broker).
+    pub leader: i32,
+    /// The leader epoch it leads in.
+    pub leader_epoch: i32,
+    /// The partition epoch its view has.
+    pub partition_epoch: i32,
+    /// The ISR it wants.
+    pub isr: Vec<i32>,
 }
 
 /// Checks a topic name against Kafka's rules: 1..=249 characters of `[a-zA-Z0-9._-]`, and not

@@ -68,6 +68,7 @@ impl PartitionRecord {
             leader_epoch: self.leader_epoch,
             replicas: self.replicas.clone(),
             isr: self.isr.clone(),
+            partition_epoch: self.partition_epoch,
         }
     }
 }
