@@ -46,6 +46,9 @@ pub struct ClusterSettings {
     /// How replicas of new partitions are placed: `round-robin`, `range` or `sticky`
     /// (each rack-aware). Default: `round-robin`.
     pub placement: String,
+    /// Replicas per partition of a topic created without a replication factor (Kafka's
+    /// `default.replication.factor`), capped at the live brokers. Default: 1.
+    pub default_replication_factor: i16,
 }
 
 impl Default for ClusterSettings {
@@ -62,6 +65,7 @@ impl Default for ClusterSettings {
             election_timeout_max_ms: 600,
             snapshot_every: 1000,
             placement: "round-robin".to_string(),
+            default_replication_factor: 1,
         }
     }
 }
@@ -125,6 +129,9 @@ impl ClusterSettings {
         if self.snapshot_every < 10 {
             return Err(invalid(format!("snapshot_every {} is below 10", self.snapshot_every)));
         }
+        if self.default_replication_factor < 1 {
+            return Err(invalid(format!("default_replication_factor {} is below 1", self.default_replication_factor)));
+        }
         self.strategy()?;
         Ok(())
     }
@@ -144,6 +151,7 @@ impl ClusterSettings {
             (Duration::from_millis(self.election_timeout_min_ms), Duration::from_millis(self.election_timeout_max_ms));
         c.snapshot_every = self.snapshot_every;
         c.placement = self.strategy()?;
+        c.default_replication_factor = self.default_replication_factor;
         Ok(c)
     }
 }

@@ -59,6 +59,13 @@ pub struct Config {
     /// Largest fetch response (and partition share of one) the broker builds, whatever the
     /// client asks (Kafka's `fetch.max.bytes`). Default: 57671680 (55 MiB).
     pub fetch_max_bytes: usize,
+    /// A follower not caught up with its leader for this long leaves the ISR (Kafka's
+    /// `replica.lag.time.max.ms`). A follower that stops altogether leaves sooner: its broker
+    /// is fenced after the cluster's session timeout. Default: 30000.
+    pub replica_lag_time_max_ms: u64,
+    /// How many bytes a follower asks for per partition in one fetch from its leader (Kafka's
+    /// `replica.fetch.max.bytes`). Default: 1048576.
+    pub replica_fetch_max_bytes: usize,
     /// Fsyncs of different partitions that may run at once: the flusher threads that serve
     /// `interval`/`never` and, with `journal = false`, the per-partition group commit.
     /// Default: 4.
@@ -110,6 +117,8 @@ impl Default for Config {
             max_inflight_requests: 256,
             shutdown_timeout_ms: 10_000,
             fetch_max_bytes: 55 * 1024 * 1024,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1024 * 1024,
             flush_threads: 4,
             journal: true,
             journal_file_bytes: 128 * 1024 * 1024,
@@ -249,6 +258,10 @@ pub struct LogDefaults {
     pub retention_bytes: i64,
     /// `max.message.bytes`: the largest batch a producer may send. Default: 1048588.
     pub max_message_bytes: usize,
+    /// `min.insync.replicas`: an `acks=all` produce is refused (`NOT_ENOUGH_REPLICAS`) while
+    /// a partition has fewer in-sync replicas, and the high watermark does not advance.
+    /// Default: 1.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for LogDefaults {
@@ -261,6 +274,7 @@ impl Default for LogDefaults {
             retention_ms: d.retention_ms.unwrap_or(-1),
             retention_bytes: d.retention_bytes.map_or(-1, |b| b as i64),
             max_message_bytes: d.max_message_bytes,
+            min_insync_replicas: 1,
         }
     }
 }

@@ -99,7 +99,7 @@ impl From<strom_meta::MetaError> for Error {
             M::InvalidPartitions { topic, reason } => Error::InvalidPartitions { topic, reason },
             M::Corrupt { path, reason } => Error::CorruptMetadata { path, reason },
             M::Io { context, source } => Error::Io { context, source },
-            M::Unavailable(reason) => Error::MetadataUnavailable(reason),
+            M::Unavailable(reason) | M::StaleChange(reason) => Error::MetadataUnavailable(reason),
             M::InvalidReplicationFactor { requested, .. } => Error::InvalidReplicationFactor(requested),
         }
     }
@@ -156,7 +156,7 @@ pub fn log_error_code(e: &strom_log::Error) -> i16 {
         // The partition was deleted (or the broker is shutting down) under the request.
         L::Closed(_) => ResponseError::UnknownTopicOrPartition,
         // Only a follower truncates: a client that reached it is told to find the leader.
-        L::Truncating(_) => ResponseError::NotLeaderOrFollower,
+        L::Truncating(_) | L::NotContiguous { .. } => ResponseError::NotLeaderOrFollower,
         L::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         L::InvalidConfig(_) => ResponseError::InvalidConfig,
     };

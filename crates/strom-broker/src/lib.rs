@@ -38,6 +38,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
+pub mod replication;
 pub mod response_errors;
 pub mod server;
 pub mod state;

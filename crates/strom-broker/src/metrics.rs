@@ -128,16 +128,50 @@ pub fn api_label(key: kafka_protocol::messages::ApiKey) -> &'static str {
 pub type ScrapeHook = Arc<dyn Fn() -> BoxFuture<()> + Send + Sync>;
 
 /// The scrape hook of a running broker: partition count, per-partition log size, log
-/// start/end offsets and high watermark, under-replicated partitions (always 0 on a single
-/// node: every partition has exactly one replica, in sync), and consumer-group lag
-/// (high watermark minus committed offset) for every committed partition.
+/// start/end offsets and high watermark; for the partitions this broker leads, the ISR size,
+/// the under-replicated and (cluster-wide, from metadata) offline partition counts, and each
+/// follower's replication lag in offsets and in seconds since it was last caught up; and
+/// consumer-group lag (high watermark minus committed offset) for every committed partition.
 pub fn broker_scrape_hook(state: Arc<BrokerState>) -> ScrapeHook {
     Arc::new(move || {
         let state = state.clone();
         Box::pin(async move {
             let logs = state.logs.list();
             metrics::gauge!("strom_partitions").set(logs.len() as f64);
-            metrics::gauge!("strom_under_replicated_partitions").set(0.0);
+            let now = std::time::Instant::now();
+            let mut under_replicated = 0u64;
+            for topic in state.partitions.topic_names() {
+                for p in state.partitions.topic(&topic).into_iter().flatten() {
+                    let l = p.leadership();
+                    if !l.is_leader() {
+                        continue;
+                    }
+                    let labels = [("topic", topic.clone()), ("partition", p.index().to_string())];
+                    metrics::gauge!("strom_partition_isr_size", &labels).set(l.isr.len() as f64);
+                    if l.isr.len() < l.replicas.len() {
+                        under_replicated += 1;
+                    }
+                    for (replica, offsets, since) in p.follower_lag(now) {
+                        let labels = [
+                            ("topic", topic.clone()),
+                            ("partition", p.index().to_string()),
+                            ("replica", replica.to_string()),
+                        ];
+                        if let Some(offsets) = offsets {
+                            metrics::gauge!("strom_replica_lag_offsets", &labels).set(offsets as f64);
+                        }
+                        metrics::gauge!("strom_replica_lag_seconds", &labels).set(since.as_secs_f64());
+                    }
+                }
+            }
+            metrics::gauge!("strom_under_replicated_partitions").set(under_replicated as f64);
+            let offline: usize = state
+                .metadata
+                .topics()
+                .iter()
+                .map(|t| state.metadata.partitions(&t.name).iter().filter(|p| p.leader.is_none()).count())
+                .sum();
+            metrics::gauge!("strom_offline_partitions").set(offline as f64);
             for log in &logs {
                 let labels = [("topic", log.topic().to_string()), ("partition", log.partition().to_string())];
                 metrics::gauge!("strom_partition_log_size_bytes", &labels).set(log.size_bytes() as f64);

@@ -63,6 +63,7 @@ impl Broker {
     ) -> Result<Broker> {
         let state = Arc::new(BrokerState::open(config, me, source, shutdown.clone()).await?);
         state.start_metadata_watch();
+        state.start_isr_checks();
         state.start_group_loading();
         Ok(Broker { listener, local_addr, state, shutdown })
     }

@@ -49,6 +49,8 @@ pub struct BrokerState {
     /// The cluster node, when this broker is one of a Strom cluster (`[cluster]`); `None`
     /// for a cluster of one.
     pub cluster: Option<Arc<ClusterNode>>,
+    /// The follower side of replication: one fetch loop per leader this broker follows.
+    pub fetchers: crate::replication::ReplicaFetchers,
     /// Serializes topic operations so the registry and the logs change together.
     admin: tokio::sync::Mutex<()>,
     /// The id of each topic whose partitions are held, to tell a topic deleted and created
@@ -156,6 +158,15 @@ impl BrokerState {
             None => ProducerIdAllocator::open(&data_dir)?,
         };
         let groups = GroupCoordinator::new(config.groups.clone(), shutdown.clone());
+        let fetchers = crate::replication::ReplicaFetchers::new(
+            crate::replication::FetcherConfig {
+                me: config.node_id,
+                max_wait: std::time::Duration::from_millis(500),
+                partition_max_bytes: config.replica_fetch_max_bytes,
+                response_max_bytes: config.fetch_max_bytes,
+            },
+            shutdown.clone(),
+        );
         let state = BrokerState {
             config,
             logs,
@@ -167,6 +178,7 @@ impl BrokerState {
             groups,
             shutdown,
             cluster: metadata.cluster,
+            fetchers,
             admin: tokio::sync::Mutex::new(()),
             held_ids: Mutex::new(HashMap::new()),
             adoption_pending: std::sync::atomic::AtomicBool::new(false),
@@ -250,7 +262,68 @@ impl BrokerState {
                 self.publish_partitions(&t.name);
             }
         }
+        self.refresh_fetchers();
         Ok(())
+    }
+
+    /// Points the replica fetchers at the current leaders of the partitions this broker
+    /// follows (a no-op on a single node, which follows nothing).
+    pub(crate) fn refresh_fetchers(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let held: Vec<Arc<Partition>> =
+            self.partitions.topic_names().iter().flat_map(|t| self.partitions.topic(t)).flatten().collect();
+        let addresses: HashMap<i32, String> =
+            self.metadata.brokers().into_iter().map(|b| (b.node_id, format!("{}:{}", b.host, b.port))).collect();
+        self.fetchers.update(&held, &addresses);
+    }
+
+    /// Proposes `change` (an ISR change `partition` decided as leader) to the metadata store
+    /// in the background; a refusal or failure lets the partition decide again.
+    pub fn propose_isr_change(&self, partition: Arc<Partition>, change: strom_meta::IsrChange) {
+        let store = self.metadata.clone();
+        tokio::spawn(async move {
+            let (topic, index, isr) = (change.topic.clone(), change.partition, change.isr.clone());
+            match store.alter_partition(change).await {
+                Ok(()) => info!(%topic, partition = index, ?isr, "ISR changed"),
+                Err(e) => {
+                    warn!(%topic, partition = index, ?isr, error = %e, "ISR change refused");
+                    partition.isr_change_failed();
+                }
+            }
+        });
+    }
+
+    /// Every `replica.lag.time.max.ms / 4`, asks each partition this broker leads whether a
+    /// follower has lagged too long, and proposes the ISR shrink if so. Runs until shutdown;
+    /// only in a cluster.
+    pub fn start_isr_checks(self: &Arc<Self>) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let state = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        let max_lag = std::time::Duration::from_millis(self.config.replica_lag_time_max_ms.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((max_lag / 4).max(std::time::Duration::from_millis(10)));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Some(state) = state.upgrade() else { return };
+                let now = std::time::Instant::now();
+                for topic in state.partitions.topic_names() {
+                    for p in state.partitions.topic(&topic).into_iter().flatten() {
+                        if let Some(change) = p.lagging_isr_change(now, max_lag) {
+                            warn!(topic = %topic, partition = p.index(), isr = ?change.isr, "followers fell behind; shrinking the ISR");
+                            state.propose_isr_change(p.clone(), change);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// The partitions of `topic` this broker is a replica of.
@@ -295,6 +368,9 @@ impl BrokerState {
     fn publish_partitions(&self, topic: &str) {
         let me = self.node_id();
         let held = self.partitions.topic(topic);
+        let min_insync = self.metadata.topic(topic).map_or(self.config.log.min_insync_replicas, |t| {
+            topic_config::min_insync_replicas(&self.config.log, &t.configs)
+        });
         let mut list = Vec::new();
         for meta in self.metadata.partitions(topic) {
             let index = meta.partition;
@@ -316,9 +392,10 @@ impl BrokerState {
                 // gets new partitions).
                 Some(Some(p)) if !p.log().is_closed() => {
                     p.update(&meta);
+                    p.set_min_insync(min_insync);
                     p.clone()
                 }
-                _ => Arc::new(Partition::new(me, log, &meta)),
+                _ => Partition::open(me, log, &meta, min_insync),
             };
             list.push(Some(partition));
         }
@@ -345,7 +422,8 @@ impl BrokerState {
     }
 
     /// Creates a topic (or with `validate_only`, checks that it could be created). A partition
-    /// count of -1 means the broker default; the replication factor must be 1 or -1.
+    /// count of -1 means the broker default; the replication factor must be 1 or -1 on a
+    /// single node, and at most the live brokers in a cluster (-1: the cluster default).
     pub async fn create_topic(
         &self,
         name: &str,
@@ -363,7 +441,12 @@ impl BrokerState {
         }
         let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
         check_partition_count(name, partitions)?;
-        if replication_factor != -1 && replication_factor != 1 {
+        // A cluster's controller checks the replication factor against its live brokers; one
+        // node holds one replica.
+        if self.cluster.is_none() && replication_factor != -1 && replication_factor != 1 {
+            return Err(Error::InvalidReplicationFactor(replication_factor));
+        }
+        if replication_factor == 0 || replication_factor < -1 {
             return Err(Error::InvalidReplicationFactor(replication_factor));
         }
         let cfg = topic_config::log_config(&self.config.log, &configs)?;
@@ -379,7 +462,7 @@ impl BrokerState {
         if self.cluster.is_some() {
             // The controller places the replicas: commit first, then create the logs of the
             // partitions assigned here (a crash in between: the next start creates them).
-            let meta = self.metadata.create_topic(name, partitions, configs).await?;
+            let meta = self.metadata.create_replicated_topic(name, partitions, replication_factor, configs).await?;
             self.sync_locked().await?;
             info!(topic = name, partitions, "created topic");
             return Ok(meta);
@@ -523,6 +606,8 @@ impl BrokerState {
                 log.set_config(cfg.clone())?;
             }
         }
+        // Leadership is unchanged; the partitions take the new min.insync.replicas.
+        self.publish_partitions(name);
         info!(topic = name, configs = ?meta.configs, "altered topic configs");
         Ok(meta)
     }

@@ -6,7 +6,8 @@
 //! `segment.bytes`, `segment.ms`, `max.message.bytes`, and Strom's own `flush.policy`
 //! (`always` | `interval:<ms>` | `never`). Accepted with the one value that describes what
 //! Strom does (tools and Kafka Streams set them on every topic they create):
-//! `message.timestamp.type=CreateTime`, `compression.type=producer`, `min.insync.replicas=1`.
+//! `message.timestamp.type=CreateTime`, `compression.type=producer`. `min.insync.replicas` is the
+//! replication's, not the log's: see [`min_insync_replicas`].
 //! Any other name or value is rejected with `INVALID_CONFIG` rather than silently ignored.
 
 use strom_log::{FlushPolicy, LogConfig};
@@ -35,7 +36,7 @@ pub const FLUSH_POLICY: &str = "flush.policy";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 /// `compression.type`: only `producer`.
 pub const COMPRESSION_TYPE: &str = "compression.type";
-/// `min.insync.replicas`: only 1.
+/// `min.insync.replicas`: how many in-sync replicas an `acks=all` produce needs.
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// Kafka configs accepted with exactly one value, the one that describes what Strom does,
@@ -47,7 +48,6 @@ const FIXED: &[(&str, &str, &str)] = &[
         "batches are stored as the producer compressed them; recompression is not implemented",
     ),
     (MESSAGE_TIMESTAMP_TYPE, "CreateTime", "records keep the producer's timestamps; LogAppendTime is not implemented"),
-    (MIN_INSYNC_REPLICAS, "1", "replication is not implemented yet: every partition has one replica"),
 ];
 
 /// Kafka's config types, as DescribeConfigs v3+ reports them.
@@ -105,7 +105,7 @@ pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: MIN_INSYNC_REPLICAS,
         config_type: ConfigType::Int,
-        doc: "1 only: replication is not implemented yet",
+        doc: "acks=all produces are refused with NOT_ENOUGH_REPLICAS while fewer replicas are in sync, and the high watermark does not advance",
     },
     ConfigKey {
         name: RETENTION_BYTES,
@@ -171,6 +171,9 @@ pub fn apply(cfg: &mut LogConfig, name: &str, value: &str) -> Result<()> {
         FLUSH_POLICY => {
             cfg.flush_policy = value.parse::<FlushPolicy>().map_err(|e| invalid(name, value, e.to_string()))?;
         }
+        MIN_INSYNC_REPLICAS => {
+            parse_min_insync(value)?;
+        }
         _ if let Some((_, only, reason)) = FIXED.iter().find(|f| f.0 == name) => {
             if value.trim() != *only {
                 return Err(invalid(name, value, format!("only {name}={only} is supported ({reason})")));
@@ -188,6 +191,17 @@ pub fn apply(cfg: &mut LogConfig, name: &str, value: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn parse_min_insync(value: &str) -> Result<i32> {
+    let v = parse_i64(MIN_INSYNC_REPLICAS, value, 1)?;
+    i32::try_from(v).map_err(|_| invalid(MIN_INSYNC_REPLICAS, value, "must fit in a 32-bit integer"))
+}
+
+/// A topic's effective `min.insync.replicas`: its override, else the broker's default. (Not
+/// part of [`LogConfig`]: the log does not replicate; the partition layer enforces it.)
+pub fn min_insync_replicas(defaults: &LogDefaults, overrides: &TopicConfigs) -> i32 {
+    overrides.get(MIN_INSYNC_REPLICAS).and_then(|v| parse_min_insync(v).ok()).unwrap_or(defaults.min_insync_replicas)
 }
 
 /// The effective log config of a topic: the broker defaults with its overrides applied.
@@ -235,7 +249,11 @@ pub fn describe(defaults: &LogDefaults, overrides: &TopicConfigs) -> Result<Vec<
         .iter()
         .map(|k| DescribedConfig {
             key: k,
-            value: value_of(&cfg, k.name).unwrap_or_default(),
+            value: if k.name == MIN_INSYNC_REPLICAS {
+                min_insync_replicas(defaults, overrides).to_string()
+            } else {
+                value_of(&cfg, k.name).unwrap_or_default()
+            },
             is_default: !overrides.contains_key(k.name),
         })
         .collect())
@@ -261,7 +279,7 @@ mod tests {
             (CLEANUP_POLICY, "compact"),
             (SEGMENT_BYTES, "10"),
             (RETENTION_MS, "soon"),
-            ("min.insync.replicas", "2"),
+            ("min.insync.replicas", "0"),
             (FLUSH_POLICY, "sometimes"),
         ] {
             let mut o = TopicConfigs::new();

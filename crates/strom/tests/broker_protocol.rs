@@ -690,12 +690,21 @@ fn kafka_topic_configs_with_strom_semantics_are_accepted() {
     ];
     let r = c.call(5, &create("repartition", &streams_like));
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-    for (k, v) in
-        [("message.timestamp.type", "LogAppendTime"), ("min.insync.replicas", "2"), ("compression.type", "zstd")]
-    {
+    for (k, v) in [("message.timestamp.type", "LogAppendTime"), ("compression.type", "zstd")] {
         let r = c.call(5, &create("refused", &[(k, v)]));
         assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG for {k}={v}");
         let message = r.topics[0].error_message.as_deref().unwrap_or_default().to_string();
         assert!(message.contains("is not implemented"), "{k}={v}: {message}");
     }
+    // min.insync.replicas is honoured: any count from 1 (as Kafka, more than the replicas
+    // only makes acks=all produces fail), nothing below.
+    let r = c.call(5, &create("strict", &[("min.insync.replicas", "2")]));
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let r = c.call(5, &create("refused", &[("min.insync.replicas", "0")]));
+    assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG for min.insync.replicas=0");
+    // On a 1-replica topic that wants 2 in sync, acks=all is refused and acks=1 is not.
+    let (code, _) = single_partition(&c.call(7, &produce_request("strict", 0, -1, raw_batch(-1, 0, 0, 1, 1))));
+    assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    let (code, _) = single_partition(&c.call(7, &produce_request("strict", 0, 1, raw_batch(-1, 0, 0, 1, 1))));
+    assert_eq!(code, 0, "acks=1");
 }

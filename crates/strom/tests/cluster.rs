@@ -5,106 +5,16 @@
 //! and the node comes back with its data. Strangers are refused: a node with another
 //! cluster id, and a data directory of another cluster.
 
+mod cluster_util;
 mod common;
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::TestBroker;
-use kafka_protocol::messages::MetadataRequest;
+use cluster_util::{Cluster, DEADLINE, free_port, leaders, metadata, node_args, start_node};
 use rdkafka::producer::FutureProducer;
-use support::{RawConn, consume_all, create_topic, producer, send};
-
-const CLUSTER_ID: &str = "e2e-cluster";
-/// Three brokers, their clients and the test share two cores.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A free 127.0.0.1 port, bound and released: every node's voter list must name the internal
-/// listeners before any node starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Cluster {
-    nodes: Vec<TestBroker>,
-    voters: String,
-    internal: Vec<u16>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters =
-            internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-        let nodes = (0..3).map(|i| start_node(&node_args(i + 1, &voters, internal[i], CLUSTER_ID))).collect();
-        let c = Cluster { nodes, voters, internal };
-        // Every node lists all three: a node lists itself even while fenced, so one view
-        // alone does not prove the others live.
-        for n in 1..=3 {
-            c.wait_brokers(&c.bootstrap(n), 3);
-        }
-        c
-    }
-
-    fn bootstrap(&self, node: usize) -> String {
-        self.nodes[node - 1].bootstrap()
-    }
-
-    /// Polls Metadata at `bootstrap` until it lists `n` brokers (the live ones, and the node
-    /// asked itself); returns the controller id.
-    fn wait_brokers(&self, bootstrap: &str, n: usize) -> i32 {
-        let started = Instant::now();
-        loop {
-            let (brokers, controller) = metadata(bootstrap);
-            if brokers.len() == n && controller >= 0 {
-                return controller;
-            }
-            assert!(started.elapsed() < DEADLINE, "{bootstrap} never listed {n} brokers: {brokers:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn node_args(id: usize, voters: &str, internal: u16, cluster_id: &str) -> Vec<String> {
-    vec![
-        "--node-id".into(),
-        id.to_string(),
-        "--cluster-id".into(),
-        cluster_id.into(),
-        "--voters".into(),
-        voters.into(),
-        "--internal-listen".into(),
-        format!("127.0.0.1:{internal}"),
-    ]
-}
-
-fn start_node(args: &[String]) -> TestBroker {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    TestBroker::start_with(&refs)
-}
-
-/// Broker ids and the controller id from a Metadata request to `bootstrap`.
-fn metadata(bootstrap: &str) -> (Vec<i32>, i32) {
-    let mut c = RawConn::connect(bootstrap);
-    let m = c.call(9, &MetadataRequest::default().with_topics(None));
-    (m.brokers.iter().map(|b| b.node_id.0).collect(), m.controller_id.0)
-}
-
-/// Partition -> leader of `topic`, as `bootstrap` reports it.
-fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
-    let mut c = RawConn::connect(bootstrap);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(
-            kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())),
-        )),
-    ]));
-    let m = c.call(9, &req);
-    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("topic listed");
-    let mut out: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
-    out.sort();
-    out.into_iter().map(|(_, l)| l).collect()
-}
+use support::{consume_all, create_topic, producer, send};
 
 async fn produce(p: &FutureProducer, topic: &str, from: usize, n: usize) {
     for i in from..from + n {

@@ -56,9 +56,10 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
                             .with_config_source(if d.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
                     })
                     .collect();
+                let rf = state.metadata.partitions(&meta.name).first().map_or(1, |p| p.replicas.len());
                 r.with_topic_id(meta.id)
                     .with_num_partitions(meta.partitions)
-                    .with_replication_factor(1)
+                    .with_replication_factor(i16::try_from(rf).unwrap_or(i16::MAX))
                     .with_configs(Some(configs))
             }
             Err(e) => r

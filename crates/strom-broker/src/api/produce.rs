@@ -1,12 +1,16 @@
 //! Produce: append each partition's record set as received (a `Bytes` slice of the request
 //! frame: no per-record decode, no recompression), in arrival order; then, unless `acks=0`,
-//! answer once every append is durable under its flush policy (`acks=1` and `acks=-1` both
-//! wait for the group-commit fsync on this single node).
+//! answer once every append is durable: `acks=1` when it is durable on this broker (the
+//! group-commit fsync under flush policy `always`), `acks=-1` when it is below the high
+//! watermark, i.e. durable on every in-sync replica (on a single node, the same fsync).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use strom_log::{AppendInfo, BatchHeader, PartitionLog};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_log::{AppendInfo, BatchHeader};
 use tracing::debug;
 
 use super::str_bytes;
@@ -16,8 +20,9 @@ use crate::partition::Partition;
 
 /// The outcome of one partition's append, before the durability wait.
 enum Appended {
-    /// Appended (or recognised as a duplicate); wait for durability before answering.
-    Ok { log: PartitionLog, info: AppendInfo },
+    /// Appended (or recognised as a duplicate) in leader epoch `epoch`; wait for durability
+    /// before answering.
+    Ok { partition: Arc<Partition>, info: AppendInfo, epoch: i32 },
     /// Rejected with this error code and message.
     Failed { code: i16, message: Option<String> },
 }
@@ -53,7 +58,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
                 Appended::Failed { code: code.code(), message: Some(message) }
             } else {
                 match state.partition(name, p.index) {
-                    Some(partition) => append(&partition, p.records, name, p.index),
+                    Some(partition) => append(&partition, acks, p.records, name, p.index),
                     None => {
                         Appended::Failed { code: state.missing_partition_error(name, p.index).code(), message: None }
                     }
@@ -80,12 +85,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Handled<Produc
             None => Handled::NoResponse,
         };
     }
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0).max(1));
     Handled::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut responses = Vec::with_capacity(topics.len());
         for (name, parts) in topics {
             let mut partition_responses = Vec::with_capacity(parts.len());
             for (index, outcome) in parts {
-                partition_responses.push(respond(index, outcome).await);
+                partition_responses.push(respond(index, outcome, acks, deadline).await);
             }
             responses
                 .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
@@ -131,21 +138,27 @@ fn client_rules(records: &bytes::Bytes, version: i16) -> Option<(ResponseError, 
 }
 
 /// Appends through the partition layer, which checks that this broker leads the partition
-/// and stamps the batch with the current leader epoch.
-fn append(partition: &Partition, records: Option<bytes::Bytes>, topic: &str, index: i32) -> Appended {
+/// (and, for `acks=all`, that enough replicas are in sync) and stamps the batch with the
+/// current leader epoch.
+fn append(partition: &Arc<Partition>, acks: i16, records: Option<bytes::Bytes>, topic: &str, index: i32) -> Appended {
     let Some(records) = records else {
         return Appended::Failed { code: ResponseError::InvalidRecord.code(), message: Some("null record set".into()) };
     };
+    if acks == -1 {
+        if let Err(e) = partition.check_min_insync() {
+            debug!(topic, partition = index, error = %e, "acks=all produce refused");
+            return Appended::Failed { code: e.code(), message: Some(e.to_string()) };
+        }
+    }
     let bytes = records.len() as u64;
     match partition.append_as_leader(records) {
-        Ok((info, log)) => {
-            let log = log.clone();
+        Ok((info, epoch)) => {
             if !info.duplicate {
                 metrics::counter!("strom_produced_bytes_total", "topic" => topic.to_string()).increment(bytes);
                 metrics::counter!("strom_produced_records_total", "topic" => topic.to_string())
                     .increment(u64::from(info.record_count));
             }
-            Appended::Ok { log, info }
+            Appended::Ok { partition: partition.clone(), info, epoch }
         }
         Err(e) => {
             debug!(topic, partition = index, error = %e, "append rejected");
@@ -154,19 +167,37 @@ fn append(partition: &Partition, records: Option<bytes::Bytes>, topic: &str, ind
     }
 }
 
-async fn respond(index: i32, outcome: Appended) -> PartitionProduceResponse {
+/// Waits for what `acks` promises (see the module docs) until `deadline`, then answers.
+async fn respond(index: i32, outcome: Appended, acks: i16, deadline: tokio::time::Instant) -> PartitionProduceResponse {
     let r = PartitionProduceResponse::default().with_index(index);
     match outcome {
-        Appended::Ok { log, info } => match log.wait_durable(info.last_offset).await {
-            Ok(()) => r
-                .with_base_offset(info.base_offset)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(log.log_start_offset()),
-            Err(e) => r
-                .with_error_code(log_error_code(&e))
-                .with_base_offset(-1)
-                .with_error_message(Some(str_bytes(&e.to_string()))),
-        },
+        Appended::Ok { partition, info, epoch } => {
+            let log = partition.log();
+            let waited = if acks == -1 {
+                tokio::time::timeout_at(deadline, partition.wait_committed(info.last_offset, epoch))
+                    .await
+                    .map(|r| r.map_err(|e| (e.code(), e.to_string())))
+            } else {
+                tokio::time::timeout_at(deadline, log.wait_durable(info.last_offset))
+                    .await
+                    .map(|r| r.map_err(|e| (log_error_code(&e), e.to_string())))
+            };
+            match waited {
+                Ok(Ok(())) => r
+                    .with_base_offset(info.base_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(log.log_start_offset()),
+                Ok(Err((code, message))) => {
+                    r.with_error_code(code).with_base_offset(-1).with_error_message(Some(str_bytes(&message)))
+                }
+                Err(_) => r
+                    .with_error_code(ResponseError::RequestTimedOut.code())
+                    .with_base_offset(-1)
+                    .with_error_message(Some(str_bytes(
+                        "the in-sync replicas did not make the batch durable within the request timeout",
+                    ))),
+            }
+        }
         Appended::Failed { code, message } => {
             r.with_error_code(code).with_base_offset(-1).with_error_message(message.as_deref().map(str_bytes))
         }

@@ -39,6 +39,49 @@ impl LeaderEpochCache {
         self.entries.push((epoch, start_offset));
     }
 
+    /// The first offset of the newest epoch, if any.
+    pub fn latest_start(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.1)
+    }
+
+    /// Forgets the epochs that begin at or after `end` (the log was truncated to end there),
+    /// as Kafka's `truncateFromEnd`.
+    pub fn truncate_from(&mut self, end: i64) {
+        while self.entries.len() > 1 && self.entries.last().is_some_and(|&(_, start)| start >= end) {
+            self.entries.pop();
+        }
+    }
+
+    /// The checkpoint file's text, as Kafka's `leader-epoch-checkpoint`: a version line
+    /// (`0`), the entry count, then `epoch start_offset` per line.
+    pub fn encode(&self) -> String {
+        let mut out = format!("0\n{}\n", self.entries.len());
+        for (epoch, start) in &self.entries {
+            out.push_str(&format!("{epoch} {start}\n"));
+        }
+        out
+    }
+
+    /// Parses [`LeaderEpochCache::encode`]'s text; `None` if it is not an intact checkpoint
+    /// (wrong version, count or order).
+    pub fn decode(text: &str) -> Option<LeaderEpochCache> {
+        let mut lines = text.lines();
+        if lines.next()?.trim() != "0" {
+            return None;
+        }
+        let count: usize = lines.next()?.trim().parse().ok()?;
+        let mut entries = Vec::with_capacity(count.min(1024));
+        for line in lines.by_ref().take(count) {
+            let (e, o) = line.trim().split_once(' ')?;
+            let entry: (i32, i64) = (e.parse().ok()?, o.parse().ok()?);
+            if entries.last().is_some_and(|&(pe, po): &(i32, i64)| entry.0 <= pe || entry.1 < po) {
+                return None;
+            }
+            entries.push(entry);
+        }
+        (entries.len() == count && count > 0 && lines.next().is_none()).then_some(LeaderEpochCache { entries })
+    }
+
     /// OffsetForLeaderEpoch: for the requested epoch, `(epoch, end_offset)` where
     /// `end_offset` is the first offset of the next newer epoch (or `log_end_offset` when the
     /// requested epoch is the latest) and `epoch` the largest known epoch not above the
@@ -97,6 +140,25 @@ mod tests {
         assert_eq!(c.end_offset_for(-1, 300), (-1, -1));
         let later = LeaderEpochCache::starting(3, 40);
         assert_eq!(later.end_offset_for(1, 90), (1, 40), "older than any known epoch");
+    }
+
+    #[test]
+    fn checkpoint_text_round_trips_and_damage_is_refused() {
+        let c = cache();
+        assert_eq!(c.encode(), "0\n3\n0 0\n2 100\n5 250\n");
+        assert_eq!(LeaderEpochCache::decode(&c.encode()), Some(c.clone()));
+        for bad in ["", "1\n1\n0 0\n", "0\n2\n0 0\n", "0\n2\n3 0\n2 5\n", "0\n1\n0 x\n", "0\n0\n"] {
+            assert_eq!(LeaderEpochCache::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn truncation_forgets_epochs_begun_past_the_new_end() {
+        let mut c = cache();
+        c.truncate_from(250);
+        assert_eq!(c.entries, vec![(0, 0), (2, 100)]);
+        c.truncate_from(0);
+        assert_eq!(c.entries, vec![(0, 0)], "the oldest epoch stays");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Leadership {
     pub replicas: Vec<i32>,
     /// The in-sync replicas.
     pub isr: Vec<i32>,
+    /// The partition epoch (raised at every leader or ISR change).
+    pub partition_epoch: i32,
 }
 
 impl Leadership {
@@ -63,6 +65,7 @@ impl Leadership {
             leader_epoch: meta.leader_epoch,
             replicas: meta.replicas.clone(),
             isr: meta.isr.clone(),
+            partition_epoch: meta.partition_epoch,
         }
     }
 
@@ -111,7 +114,14 @@ mod tests {
     use super::*;
 
     fn led_by(leader: i32, epoch: i32) -> Leadership {
-        Leadership { me: 1, leader: Some(leader), leader_epoch: epoch, replicas: vec![1, 2, 3], isr: vec![1, 2, 3] }
+        Leadership {
+            me: 1,
+            leader: Some(leader),
+            leader_epoch: epoch,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            partition_epoch: 0,
+        }
     }
 
     #[test]
@@ -159,7 +169,8 @@ mod tests {
         assert_eq!(l.high_watermark(|id| if id == 2 { None } else { Some(100) }), None);
         assert_eq!(Leadership { isr: vec![], ..l }.high_watermark(ends), None);
         // A single node: its own durable end.
-        let single = Leadership { me: 1, leader: Some(1), leader_epoch: 0, replicas: vec![1], isr: vec![1] };
+        let single =
+            Leadership { me: 1, leader: Some(1), leader_epoch: 0, replicas: vec![1], isr: vec![1], partition_epoch: 0 };
         assert_eq!(single.high_watermark(|_| Some(42)), Some(42));
     }
 }

@@ -9,23 +9,40 @@
 //! `FENCED_LEADER_EPOCH` or `UNKNOWN_LEADER_EPOCH` itself, so no handler checks leadership or
 //! epochs on its own. The decisions are pure functions in [`leadership`] and [`epochs`].
 //!
-//! On a single node every partition is led by this broker at the epoch its metadata records
-//! (0 until a cluster changes leaders); replication will add follower state here.
+//! Replication lives here too. A leader of a replicated partition tracks its followers
+//! ([`Followers`]): each follower's fetch offset is its durable end, the high watermark is
+//! the lowest durable end over the ISR (so `acks=all` means "fsynced on every in-sync
+//! replica"), and the ISR shrinks and grows by Kafka's rules through the metadata store
+//! ([`IsrChange`]). A follower appends its leader's batches unchanged and truncates where its
+//! log diverged, both recorded in the leader-epoch checkpoint.
+//!
+//! On a single node every partition is led by this broker at the epoch its metadata records,
+//! and the high watermark follows the log's own durable end.
 
 pub mod epochs;
+pub mod followers;
 pub mod leadership;
 mod manager;
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use strom_log::{AppendInfo, PartitionLog};
-use strom_meta::PartitionMeta;
+use strom_log::{AppendInfo, BatchHeader, PartitionLog};
+use strom_meta::{IsrChange, PartitionMeta};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use epochs::LeaderEpochCache;
+pub use followers::Followers;
 pub use leadership::{Leadership, NO_EPOCH, Refusal};
 pub use manager::ReplicaManager;
+
+/// The leader-epoch checkpoint's file name in a partition's directory (as Kafka's).
+pub const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 
 use crate::error::log_error_code;
 
@@ -42,6 +59,18 @@ pub enum PartitionError {
         /// What the check said.
         refusal: Refusal,
     },
+    /// An `acks=all` produce while the ISR is smaller than `min.insync.replicas`.
+    #[error("{topic}-{partition}: {isr} in-sync replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The ISR's size.
+        isr: usize,
+        /// The topic's `min.insync.replicas`.
+        min: i32,
+    },
     /// The log failed the operation.
     #[error(transparent)]
     Log(#[from] strom_log::Error),
@@ -52,6 +81,7 @@ impl PartitionError {
     pub fn code(&self) -> i16 {
         match self {
             PartitionError::Refused { refusal, .. } => refusal_code(refusal),
+            PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
             PartitionError::Log(e) => log_error_code(e),
         }
     }
@@ -66,13 +96,32 @@ pub fn refusal_code(r: &Refusal) -> i16 {
     }
 }
 
-/// What the partition's lock guards: small. Held for writing only to change leadership or
-/// the epoch cache (no I/O); held for reading across an append's write, so that a leader
-/// change cannot slip between stamping a batch's epoch and writing it.
+/// What the partition's lock guards: small. Held for writing only to change leadership,
+/// the epoch cache or follower progress (no I/O); held for reading across an append's
+/// write, so that a leader change cannot slip between stamping a batch's epoch and writing it.
 #[derive(Debug)]
 struct State {
     leadership: Leadership,
     epochs: LeaderEpochCache,
+    followers: Followers,
+    /// An ISR change this leader proposed is in flight: propose no other until it is applied
+    /// (a new partition epoch arrives) or fails.
+    isr_change_pending: bool,
+}
+
+/// What a leader answers a follower's fetch with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaFetch {
+    /// The follower's log is a prefix of the leader's: read from its fetch offset.
+    Read,
+    /// The follower's log diverges from the leader's (KIP-320): it must truncate to
+    /// `end_offset` (or to where its own `epoch` ends, if lower) and fetch again.
+    Diverging {
+        /// The largest epoch the leader has at or below the follower's last fetched one.
+        epoch: i32,
+        /// Where that epoch ends on the leader.
+        end_offset: i64,
+    },
 }
 
 /// One partition of a topic on this broker: its log and its leadership.
@@ -80,18 +129,73 @@ struct State {
 pub struct Partition {
     log: PartitionLog,
     state: RwLock<State>,
+    /// `min.insync.replicas` of the topic.
+    min_insync: AtomicI32,
+    /// The leader epoch, published so that produce waiters learn of a leader change.
+    epoch_tx: watch::Sender<i32>,
+    /// Serialises writes of the epoch checkpoint file (never held with `state`).
+    checkpoint_lock: Mutex<()>,
+    /// Whether the task that raises the high watermark as the leader's own log becomes
+    /// durable is running (started the first time the partition is replicated).
+    hw_task: AtomicBool,
+    /// Ends this partition's background task when the partition is dropped.
+    cancel: CancellationToken,
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl Partition {
-    /// A partition over `log` with the leadership `meta` describes, as seen by broker `me`.
+    /// A partition over `log` with the leadership `meta` describes, as seen by broker `me`,
+    /// needing `min_insync` in-sync replicas for `acks=all`.
     ///
-    /// The epoch cache starts with the current epoch at the log's start: on a single node
-    /// every batch was written at that epoch. (A cluster whose leaders change must persist
-    /// the cache, as Kafka's `leader-epoch-checkpoint`; that is the replication work.)
-    pub fn new(me: i32, log: PartitionLog, meta: &PartitionMeta) -> Partition {
+    /// The epoch cache is the partition's checkpoint file where there is one (entries past
+    /// the log end are dropped: they began after what a crash kept). Without one (a data
+    /// directory from before replication, where every batch was written at the one epoch
+    /// its metadata records) it starts with the current epoch at the log start. A replicated
+    /// partition's high watermark starts at the log start: only the in-sync replicas'
+    /// reports may raise it (after a restart the log end may hold records no other replica
+    /// has, which consumers must not see yet).
+    pub fn open(me: i32, log: PartitionLog, meta: &PartitionMeta, min_insync: i32) -> Arc<Partition> {
         let leadership = Leadership::from_meta(me, meta);
-        let epochs = LeaderEpochCache::starting(leadership.leader_epoch, log.log_start_offset());
-        Partition { log, state: RwLock::new(State { leadership, epochs }) }
+        let epochs = match read_checkpoint(&checkpoint_path(&log)) {
+            Some(mut c) => {
+                c.truncate_from(log.log_end_offset() + 1);
+                c
+            }
+            None => LeaderEpochCache::starting(leadership.leader_epoch, log.log_start_offset()),
+        };
+        if meta.replicas.len() > 1 && !log.is_replicated() {
+            log.set_replicated(true);
+            log.reset_high_watermark(log.log_start_offset());
+        }
+        let mut followers = Followers::default();
+        followers.reset(&leadership.replicas, me, Instant::now());
+        let epoch = leadership.leader_epoch;
+        let p = Arc::new(Partition {
+            log,
+            state: RwLock::new(State { leadership, epochs, followers, isr_change_pending: false }),
+            min_insync: AtomicI32::new(min_insync.max(1)),
+            epoch_tx: watch::Sender::new(epoch),
+            checkpoint_lock: Mutex::new(()),
+            hw_task: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+        });
+        let became_leader_now = {
+            let mut st = p.state_mut();
+            st.leadership.is_leader() && st.epochs.latest_epoch().is_none_or(|l| epoch > l) && {
+                st.epochs.assign(epoch, p.log.log_end_offset());
+                true
+            }
+        };
+        if became_leader_now {
+            p.persist_epochs();
+        }
+        p.start_hw_task_if_replicated();
+        p
     }
 
     fn state(&self) -> RwLockReadGuard<'_, State> {
@@ -130,18 +234,59 @@ impl Partition {
         self.state().leadership.leader_epoch
     }
 
-    /// Takes new leadership from the metadata store (a leader change bumps the epoch). An
-    /// older epoch than the current one is ignored: epochs never go back. A new epoch begins
-    /// at the log end, as in Kafka when a replica becomes leader.
-    pub fn update(&self, meta: &PartitionMeta) {
-        let mut st = self.state_mut();
-        if meta.leader_epoch < st.leadership.leader_epoch {
-            return;
+    /// Whether this partition has more than one replica.
+    pub fn is_replicated(&self) -> bool {
+        self.state().leadership.replicas.len() > 1
+    }
+
+    /// Sets the topic's `min.insync.replicas`.
+    pub fn set_min_insync(&self, min_insync: i32) {
+        self.min_insync.store(min_insync.max(1), Ordering::Release);
+        self.recompute_high_watermark();
+    }
+
+    /// Takes new leadership from the metadata store. An older epoch than the current one is
+    /// ignored: epochs never go back. When this broker becomes leader in a new epoch, the
+    /// epoch begins at its log end (as in Kafka) and is checkpointed before any batch is
+    /// written in it; every follower's progress starts unknown.
+    pub fn update(self: &Arc<Self>, meta: &PartitionMeta) {
+        let (persist, epoch) = {
+            let mut st = self.state_mut();
+            if meta.leader_epoch < st.leadership.leader_epoch {
+                return;
+            }
+            let new_epoch = meta.leader_epoch > st.leadership.leader_epoch;
+            let was_leader = st.leadership.is_leader();
+            if meta.partition_epoch != st.leadership.partition_epoch || new_epoch {
+                st.isr_change_pending = false;
+            }
+            st.leadership = Leadership::from_meta(st.leadership.me, meta);
+            let mut persist = false;
+            if st.leadership.is_leader() && st.epochs.latest_epoch().is_none_or(|l| meta.leader_epoch > l) {
+                st.epochs.assign(meta.leader_epoch, self.log.log_end_offset());
+                persist = true;
+            }
+            if new_epoch || (st.leadership.is_leader() && !was_leader) {
+                let (replicas, me) = (st.leadership.replicas.clone(), st.leadership.me);
+                st.followers.reset(&replicas, me, Instant::now());
+            }
+            (persist, meta.leader_epoch)
+        };
+        if meta.replicas.len() > 1 {
+            self.log.set_replicated(true);
+            self.start_hw_task_if_replicated();
+        } else {
+            self.log.set_replicated(false);
         }
-        if meta.leader_epoch > st.leadership.leader_epoch {
-            st.epochs.assign(meta.leader_epoch, self.log.log_end_offset());
+        if persist {
+            self.persist_epochs();
         }
-        st.leadership = Leadership::from_meta(st.leadership.me, meta);
+        self.epoch_tx.send_if_modified(|e| {
+            let changed = *e != epoch;
+            *e = epoch;
+            changed
+        });
+        self.recompute_high_watermark();
     }
 
     fn refused(&self, refusal: Refusal) -> PartitionError {
@@ -155,12 +300,29 @@ impl Partition {
         Ok(&self.log)
     }
 
+    /// `NOT_ENOUGH_REPLICAS` for an `acks=all` produce while the ISR is smaller than
+    /// `min.insync.replicas` (checked before appending, as Kafka does).
+    pub fn check_min_insync(&self) -> Result<(), PartitionError> {
+        let isr = self.state().leadership.isr.len();
+        let min = self.min_insync.load(Ordering::Acquire);
+        if (isr as i64) < i64::from(min) {
+            return Err(PartitionError::NotEnoughReplicas {
+                topic: self.topic().to_string(),
+                partition: self.index(),
+                isr,
+                min,
+            });
+        }
+        Ok(())
+    }
+
     /// Appends a producer's batch as leader, stamping it with the current leader epoch (the
-    /// handler never chooses the epoch). The state is held for reading across the log's
-    /// write (a page-cache write; the fsync comes later, outside), so a leader change waits
-    /// for it rather than coming between the check and the write. The epoch cache learns a
-    /// new epoch's first offset from the first batch written in it.
-    pub fn append_as_leader(&self, records: Bytes) -> Result<(AppendInfo, &PartitionLog), PartitionError> {
+    /// handler never chooses the epoch), which it returns with what the log did. The state
+    /// is held for reading across the log's write (a page-cache write; the fsync comes later,
+    /// outside), so a leader change waits for it rather than coming between the check and
+    /// the write. The epoch cache learns a new epoch's first offset from the first batch
+    /// written in it where no leader change recorded it.
+    pub fn append_as_leader(&self, records: Bytes) -> Result<(AppendInfo, i32), PartitionError> {
         let (info, epoch, new_epoch) = {
             let st = self.state();
             st.leadership.check_leader(NO_EPOCH).map_err(|r| self.refused(r))?;
@@ -170,18 +332,242 @@ impl Partition {
         };
         if new_epoch && !info.duplicate {
             self.state_mut().epochs.assign(epoch, info.base_offset);
+            self.persist_epochs();
         }
-        Ok((info, &self.log))
+        Ok((info, epoch))
     }
 
-    /// The high watermark: the lowest durable end over the in-sync replicas. On a single
-    /// node the only one is this broker, whose durable end the log publishes; until
-    /// followers report theirs, an ISR with other members holds it at the log's value.
+    /// Resolves once `last_offset`, appended as leader in `epoch`, is below the high
+    /// watermark: durable on every in-sync replica (`acks=all`). Fails if this broker stops
+    /// leading or the epoch moves on first (the producer retries at the new leader, where an
+    /// idempotent retry is recognised as a duplicate), or if the log fails or closes.
+    pub async fn wait_committed(&self, last_offset: i64, epoch: i32) -> Result<(), PartitionError> {
+        let mut hw = self.log.watch_high_watermark();
+        let mut epochs = self.epoch_tx.subscribe();
+        let mut durable = self.log.watch_durable();
+        loop {
+            hw.borrow_and_update();
+            epochs.borrow_and_update();
+            if durable.borrow_and_update().failed {
+                return Err(strom_log::Error::StorageFailed { path: self.log.dir().to_path_buf() }.into());
+            }
+            if self.log.high_watermark() > last_offset {
+                return Ok(());
+            }
+            {
+                let st = self.state();
+                if !st.leadership.is_leader() || st.leadership.leader_epoch != epoch {
+                    return Err(self.refused(Refusal::NotLeader { leader: st.leadership.leader }));
+                }
+            }
+            if self.log.is_closed() {
+                return Err(strom_log::Error::Closed(format!("{}-{}", self.topic(), self.index())).into());
+            }
+            tokio::select! {
+                r = hw.changed() => if r.is_err() { return Err(strom_log::Error::Closed(self.topic().to_string()).into()) },
+                _ = epochs.changed() => {}
+                _ = durable.changed() => {}
+            }
+        }
+    }
+
+    /// The high watermark: what consumers may read.
     pub fn high_watermark(&self) -> i64 {
-        let own = self.log.high_watermark();
+        self.log.high_watermark()
+    }
+
+    /// Raises a replicated partition's high watermark, as its leader, to the lowest durable
+    /// end over the ISR (its own included), provided the ISR has at least
+    /// `min.insync.replicas` members; unreplicated logs move it themselves.
+    pub fn recompute_high_watermark(&self) {
+        if !self.log.is_replicated() {
+            return;
+        }
+        let hw = {
+            let st = self.state();
+            if !st.leadership.is_leader() {
+                return;
+            }
+            if (st.leadership.isr.len() as i64) < i64::from(self.min_insync.load(Ordering::Acquire)) {
+                return;
+            }
+            let (me, own) = (st.leadership.me, self.log.durable_end());
+            st.leadership.high_watermark(|id| if id == me { Some(own) } else { st.followers.end_of(id) })
+        };
+        if let Some(hw) = hw {
+            self.log.set_high_watermark(hw);
+        }
+    }
+
+    /// A follower's fetch, as leader: the epoch and leadership checks, then KIP-320's
+    /// divergence check (does the follower's last fetched epoch end, here, at or after its
+    /// fetch offset?). A follower whose log is a prefix of ours has its fetch offset recorded
+    /// as its durable end, which may raise the high watermark; if that brings it back in
+    /// sync, the ISR change to propose is returned with the answer.
+    pub fn replica_fetch(
+        &self,
+        follower: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+    ) -> Result<(ReplicaFetch, Option<IsrChange>), PartitionError> {
+        let now = Instant::now();
+        let change = {
+            let mut st = self.state_mut();
+            st.leadership.check_leader(current_leader_epoch).map_err(|r| self.refused(r))?;
+            if !st.leadership.replicas.contains(&follower) {
+                return Err(self.refused(Refusal::NotLeader { leader: st.leadership.leader }));
+            }
+            let leo = self.log.log_end_offset();
+            if last_fetched_epoch >= 0 {
+                let (epoch, end_offset) = st.epochs.end_offset_for(last_fetched_epoch, leo);
+                if epoch != last_fetched_epoch || end_offset < fetch_offset {
+                    return Ok((ReplicaFetch::Diverging { epoch, end_offset }, None));
+                }
+            }
+            st.followers.record_fetch(follower, fetch_offset, leo, now);
+            if st.isr_change_pending {
+                None
+            } else {
+                let epoch_start = st.epochs.latest_start().unwrap_or(0);
+                let grown =
+                    st.followers.grown_isr(&st.leadership.isr, follower, self.log.high_watermark(), epoch_start);
+                grown.map(|isr| {
+                    st.isr_change_pending = true;
+                    self.isr_change(&st.leadership, isr)
+                })
+            }
+        };
+        self.recompute_high_watermark();
+        Ok((ReplicaFetch::Read, change))
+    }
+
+    fn isr_change(&self, l: &Leadership, isr: Vec<i32>) -> IsrChange {
+        IsrChange {
+            topic: self.topic().to_string(),
+            partition: self.index(),
+            leader: l.me,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        }
+    }
+
+    /// As leader: the ISR change that drops the followers not caught up within `max_lag`
+    /// (Kafka's `replica.lag.time.max.ms`), if any and none is in flight.
+    pub fn lagging_isr_change(&self, now: Instant, max_lag: Duration) -> Option<IsrChange> {
+        let mut st = self.state_mut();
+        if !st.leadership.is_leader() || st.isr_change_pending {
+            return None;
+        }
+        let isr = st.followers.shrunk_isr(&st.leadership.isr, st.leadership.me, now, max_lag)?;
+        st.isr_change_pending = true;
+        Some(self.isr_change(&st.leadership, isr))
+    }
+
+    /// An ISR change this partition proposed failed: it may propose again.
+    pub fn isr_change_failed(&self) {
+        self.state_mut().isr_change_pending = false;
+    }
+
+    /// Replication lag of each follower as leader: `(follower, offsets behind the log end,
+    /// time since it was last caught up)`; `None` for the offsets of one not heard from.
+    pub fn follower_lag(&self, now: Instant) -> Vec<(i32, Option<i64>, Duration)> {
         let st = self.state();
-        let me = st.leadership.me;
-        st.leadership.high_watermark(|id| (id == me).then_some(own)).unwrap_or(own)
+        if !st.leadership.is_leader() {
+            return Vec::new();
+        }
+        let leo = self.log.log_end_offset();
+        st.leadership
+            .replicas
+            .iter()
+            .filter(|r| **r != st.leadership.me)
+            .filter_map(|r| {
+                st.followers
+                    .get(*r)
+                    .map(|f| (*r, f.end.map(|e| leo - e), now.saturating_duration_since(f.last_caught_up)))
+            })
+            .collect()
+    }
+
+    /// Where a follower fetches from: `(fetch_offset, last_fetched_epoch, current_leader_epoch,
+    /// leader)`. The fetch offset is the log end — which is durable, because a follower only
+    /// fetches again once its appends are (see the replica fetcher) — and the last fetched
+    /// epoch that of its newest batch (-1 for an empty log).
+    pub fn follower_position(&self) -> (i64, i32, i32, Option<i32>) {
+        let st = self.state();
+        let leo = self.log.log_end_offset();
+        let last = if leo > self.log.log_start_offset() { st.epochs.latest_epoch().unwrap_or(-1) } else { -1 };
+        (leo, last, st.leadership.leader_epoch, st.leadership.leader)
+    }
+
+    /// Whether this broker follows `leader` at `epoch` now (a fetch's answer is used only if
+    /// it still does).
+    pub fn follows(&self, leader: i32, epoch: i32) -> bool {
+        let st = self.state();
+        st.leadership.leader == Some(leader) && !st.leadership.is_leader() && st.leadership.leader_epoch == epoch
+    }
+
+    /// As a follower: appends the leader's batches as they are, learning their epochs. Returns
+    /// the new log end.
+    pub fn append_as_follower(&self, records: &Bytes) -> Result<i64, PartitionError> {
+        let before = self.log.log_end_offset();
+        let end = self.log.append_replicated(records)?;
+        let mut new_epochs = Vec::new();
+        let mut at = 0;
+        while let Some(h) = BatchHeader::parse(&records[at..]) {
+            if at + h.total_len() > records.len() || h.base_offset >= end {
+                break;
+            }
+            if h.base_offset >= before {
+                new_epochs.push((h.partition_leader_epoch, h.base_offset));
+            }
+            at += h.total_len();
+        }
+        let changed = {
+            let mut st = self.state_mut();
+            let mut changed = false;
+            for (epoch, start) in new_epochs {
+                if st.epochs.latest_epoch().is_none_or(|l| epoch > l) {
+                    st.epochs.assign(epoch, start);
+                    changed = true;
+                }
+            }
+            changed
+        };
+        if changed {
+            self.persist_epochs();
+        }
+        Ok(end)
+    }
+
+    /// As a follower told its log diverged at (`epoch`, `end_offset`): truncates to
+    /// `end_offset`, or to where `epoch` ends in this log if that is lower (Kafka's
+    /// `truncateOnFetchResponse`), and forgets the epochs begun past the cut. Blocking (the
+    /// cut is fsynced): run it off the async workers.
+    pub fn truncate_diverged(&self, epoch: i32, end_offset: i64) -> Result<i64, PartitionError> {
+        let leo = self.log.log_end_offset();
+        let (own_epoch, own_end) = self.state().epochs.end_offset_for(epoch, leo);
+        let target = if own_epoch == epoch && own_end >= 0 { end_offset.min(own_end) } else { end_offset };
+        let target = target.clamp(self.log.log_start_offset(), leo);
+        self.log.truncate_to(target)?;
+        let end = self.log.log_end_offset();
+        self.state_mut().epochs.truncate_from(end);
+        self.persist_epochs();
+        tracing::warn!(
+            topic = self.topic(),
+            partition = self.index(),
+            from = leo,
+            to = end,
+            epoch,
+            "truncated a diverged follower log"
+        );
+        Ok(end)
+    }
+
+    /// As a follower: takes the leader's high watermark (never beyond this log's end).
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        self.log.set_high_watermark(leader_hw);
     }
 
     /// OffsetForLeaderEpoch for `requested_epoch`: `(epoch, end_offset)` as
@@ -195,4 +581,69 @@ impl Partition {
         st.leadership.check_leader(current_leader_epoch).map_err(|r| self.refused(r))?;
         Ok(st.epochs.end_offset_for(requested_epoch, self.log.log_end_offset()))
     }
+
+    /// Writes the epoch cache to the checkpoint file (atomically: a temporary file, fsynced,
+    /// renamed, then the directory fsynced). A failure is logged: the previous checkpoint
+    /// stays, and the next change writes it again.
+    fn persist_epochs(&self) {
+        let _file = self.checkpoint_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let text = self.state().epochs.encode();
+        let path = checkpoint_path(&self.log);
+        if let Err(e) = write_checkpoint(&path, text.as_bytes()) {
+            tracing::error!(path = %path.display(), error = %e, "could not write the leader-epoch checkpoint");
+        }
+    }
+
+    /// Starts the task that raises the high watermark each time this node's own log becomes
+    /// durable further (a leader's share of `acks=all`), once the partition is replicated.
+    fn start_hw_task_if_replicated(self: &Arc<Self>) {
+        if !self.log.is_replicated() || self.hw_task.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.hw_task.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let mut durable = self.log.watch_durable();
+        let cancel = self.cancel.clone();
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = durable.changed() => if r.is_err() { return },
+                    _ = cancel.cancelled() => return,
+                }
+                match weak.upgrade() {
+                    Some(p) => p.recompute_high_watermark(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+fn checkpoint_path(log: &PartitionLog) -> PathBuf {
+    log.dir().join(EPOCH_CHECKPOINT_FILE)
+}
+
+fn read_checkpoint(path: &std::path::Path) -> Option<LeaderEpochCache> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let cache = LeaderEpochCache::decode(&text);
+    if cache.is_none() {
+        tracing::warn!(path = %path.display(), "ignoring a damaged leader-epoch checkpoint");
+    }
+    cache
+}
+
+fn write_checkpoint(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -56,6 +56,7 @@ impl BrokerState {
             }
         }
         self.remove_leftover_logs(&current).await;
+        self.refresh_fetchers();
         Ok(())
     }
 

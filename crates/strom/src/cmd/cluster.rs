@@ -33,7 +33,7 @@ enum ClusterCommand {
     Status,
     /// Print the replica moves that would rebalance every topic over the live brokers (for a
     /// broker that joined, left, or is excluded), each with its reason. Executing a plan
-    /// needs partition replication, which is not built yet: only --dry-run runs.
+    /// needs replica reassignment, which is not built yet: only --dry-run runs.
     #[command(after_help = "Example:\n  strom cluster rebalance --dry-run --exclude 3")]
     Rebalance(super::cluster_rebalance::RebalanceArgs),
     /// Run a local cluster of N nodes on 127.0.0.1 (separate data directories and ports)

@@ -1,8 +1,9 @@
 //! `strom cluster rebalance --dry-run`: the plan that would move replicas so every topic sits
 //! on the live brokers (minus `--exclude`d ones), computed with the cluster's own placement
 //! strategies (`strom_cluster::placement::rebalance`) from a Metadata request. Each move says
-//! why (a broker left, was excluded, balance). Executing a plan moves partition data, which
-//! needs replication: until then only the dry run is offered.
+//! why (a broker left, was excluded, balance). Executing a plan needs replica reassignment
+//! (add replicas, wait for them to be in sync, move leadership, drop the old ones), which is
+//! not built yet: until then only the dry run is offered.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use super::client::{ClientArgs, Output, print_json};
 /// Arguments of `strom cluster rebalance`.
 #[derive(Debug, clap::Args)]
 pub struct RebalanceArgs {
-    /// Only print the plan (required: executing needs partition replication, not built yet).
+    /// Only print the plan (required: executing needs replica reassignment, not built yet).
     #[arg(long)]
     dry_run: bool,
     /// Brokers to drain: they get no replicas and lose the ones they hold.
@@ -51,7 +52,7 @@ struct MoveOut {
 /// Runs `strom cluster rebalance`.
 pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
-        bail!("executing a rebalance moves partition data, which needs replication (not built yet); use --dry-run");
+        bail!("executing a rebalance needs replica reassignment, which is not built yet; use --dry-run");
     }
     let strategy = match args.strategy {
         StrategyArg::Sticky => Strategy::Sticky,

@@ -64,8 +64,19 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 
 /// Creates a topic through the admin API and panics on failure.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_replicated_topic(bootstrap, name, partitions, 1, configs).await;
+}
+
+/// Creates a topic with `replicas` replicas per partition; panics on failure.
+pub async fn create_replicated_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (k, v) in configs {
         t = t.set(k, v);
     }
