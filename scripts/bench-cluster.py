@@ -135,9 +135,9 @@ def metadata(conn, topics=None):
     return brokers, controller, out
 
 
-def create_topic(conn, name, partitions=10, timeout_ms=30000):
+def create_topic(conn, name, partitions=10, timeout_ms=30000, replication_factor=1):
     """CreateTopics v2; returns the topic's error code."""
-    body = struct.pack(">i", 1) + _str(name) + struct.pack(">ihii", partitions, 1, 0, 0)
+    body = struct.pack(">i", 1) + _str(name) + struct.pack(">ihii", partitions, replication_factor, 0, 0)
     body += struct.pack(">ib", timeout_ms, 0)
     r = Reader(conn.call(19, 2, body))
     r.take(">i")  # throttle

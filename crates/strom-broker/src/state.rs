@@ -165,6 +165,7 @@ impl BrokerState {
                 partition_max_bytes: config.replica_fetch_max_bytes,
                 response_max_bytes: config.fetch_max_bytes,
             },
+            logs.clone(),
             shutdown.clone(),
         );
         let state = BrokerState {

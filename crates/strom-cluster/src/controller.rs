@@ -215,6 +215,8 @@ pub struct ControllerConfig {
 struct Sessions {
     /// When this node last became leader (`None` while it is not).
     leader_since: Option<Instant>,
+    /// The last other node this node saw leading, while it did not lead itself.
+    previous_leader: Option<NodeId>,
     last_seen: HashMap<i32, Instant>,
 }
 
@@ -498,8 +500,38 @@ impl Controller {
         })
     }
 
+    /// Fences the broker of the node that led before this one took over, if it is still
+    /// unfenced: this node won an election because a majority stopped hearing from that
+    /// leader for an election timeout, which is as good a sign of its death as a session
+    /// timeout (a paused or cut-off old controller is fenced too, rightly: its partitions
+    /// move to live replicas). If it is alive, its next heartbeat unfences it.
+    async fn fence_previous_controller(&self, node_id: i32) {
+        let epoch = {
+            let s = self.shared.read();
+            match s.cluster.brokers.get(&node_id) {
+                Some(b) if !b.fenced => b.epoch,
+                _ => return,
+            }
+        };
+        match self.propose(Command::FenceBroker { node_id, epoch }).await {
+            Ok(_) => {
+                warn!(node_id, epoch, "broker of the previous controller fenced: a majority stopped hearing from it");
+                metrics::counter!("strom_cluster_broker_fenced_total").increment(1);
+            }
+            Err(e) => warn!(node_id, error = %e, "could not fence the previous controller's broker"),
+        }
+    }
+
+    /// How long a new controller waits for a broker's first heartbeat: four heartbeat
+    /// intervals, at most the session timeout.
+    fn first_contact_timeout(&self) -> Duration {
+        (self.config.heartbeat_interval * 4).min(self.config.session_timeout)
+    }
+
     /// The failure detector: while this node leads, fences every unfenced broker whose last
-    /// heartbeat is older than the session timeout. Runs until `shutdown`.
+    /// heartbeat is older than the session timeout (or, for a broker not heard from since
+    /// this node took over, older than [`Controller::first_contact_timeout`]). Runs until
+    /// `shutdown`.
     pub async fn run_failure_detector(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -508,33 +540,44 @@ impl Controller {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let leading = self.leader() == Some(self.me);
-            let since = {
+            let leader = self.leader();
+            let leading = leader == Some(self.me);
+            let (since, suspect) = {
                 let mut sessions = self.sessions();
                 match (leading, sessions.leader_since) {
                     (false, _) => {
                         sessions.leader_since = None;
+                        if leader.is_some() {
+                            sessions.previous_leader = leader;
+                        }
                         continue;
                     }
-                    (true, Some(t)) => t,
+                    (true, Some(t)) => (t, None),
                     (true, None) => {
                         info!(node_id = self.me, "this node is now the controller");
                         metrics::counter!("strom_cluster_controller_elections_total").increment(1);
                         let now = Instant::now();
                         sessions.leader_since = Some(now);
                         sessions.last_seen.clear();
-                        now
+                        (now, sessions.previous_leader.take())
                     }
                 }
             };
+            if let Some(previous) = suspect.and_then(|p| i32::try_from(p).ok()) {
+                self.fence_previous_controller(previous).await;
+            }
             let expired: Vec<(i32, u64)> = {
                 let s = self.shared.read();
                 let sessions = self.sessions();
                 s.cluster
                     .live_brokers()
-                    .filter(|b| {
-                        let last = sessions.last_seen.get(&b.node_id).copied().unwrap_or(since).max(since);
-                        last.elapsed() > self.config.session_timeout
+                    .filter(|b| match sessions.last_seen.get(&b.node_id) {
+                        Some(last) => last.max(&since).elapsed() > self.config.session_timeout,
+                        // Never heard since this node took over: a live broker finds the new
+                        // controller within a heartbeat or two (it follows the Raft log), so
+                        // it gets a few heartbeat intervals, not a whole session; a broker
+                        // that died with the old controller is fenced that much sooner.
+                        None => since.elapsed() > self.first_contact_timeout(),
                     })
                     .map(|b| (b.node_id, b.epoch))
                     .collect()

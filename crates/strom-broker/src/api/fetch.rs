@@ -124,6 +124,15 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Handled<FetchRes
             let (response, bytes, any_error) = read_all(&plan, max_bytes, bound);
             if bytes >= min_bytes || any_error || nothing_asked || Instant::now() >= deadline || shutdown.is_cancelled()
             {
+                if replica.is_some() {
+                    let with_data = response
+                        .responses
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .filter(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+                        .count();
+                    metrics::histogram!("strom_replica_fetch_partitions_with_data").record(with_data as f64);
+                }
                 return response;
             }
             tokio::select! {

@@ -51,6 +51,8 @@ struct Fetcher {
 /// Every fetcher task of this broker, one per leader it follows partitions of.
 pub struct ReplicaFetchers {
     config: FetcherConfig,
+    /// The node's logs, to make one journal round of a response's appends.
+    logs: strom_log::LogManager,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
     shutdown: CancellationToken,
 }
@@ -62,9 +64,10 @@ impl std::fmt::Debug for ReplicaFetchers {
 }
 
 impl ReplicaFetchers {
-    /// No fetchers yet; they stop when `shutdown` is cancelled.
-    pub fn new(config: FetcherConfig, shutdown: CancellationToken) -> ReplicaFetchers {
-        ReplicaFetchers { config, fetchers: Mutex::new(HashMap::new()), shutdown }
+    /// No fetchers yet; they append to `logs`' partitions and stop when `shutdown` is
+    /// cancelled.
+    pub fn new(config: FetcherConfig, logs: strom_log::LogManager, shutdown: CancellationToken) -> ReplicaFetchers {
+        ReplicaFetchers { config, logs, fetchers: Mutex::new(HashMap::new()), shutdown }
     }
 
     /// Makes the fetchers match `partitions` (every partition this broker holds) and
@@ -115,6 +118,7 @@ impl ReplicaFetchers {
                     };
                     let task = FetchLoop {
                         config: self.config,
+                        logs: self.logs.clone(),
                         leader,
                         partitions: f.partitions.subscribe(),
                         address: f.address.subscribe(),
@@ -136,6 +140,7 @@ fn same_partitions(a: &Followed, b: &Followed) -> bool {
 /// One leader's fetch loop.
 struct FetchLoop {
     config: FetcherConfig,
+    logs: strom_log::LogManager,
     leader: i32,
     partitions: watch::Receiver<Followed>,
     address: watch::Receiver<Option<String>>,
@@ -303,6 +308,8 @@ impl FetchLoop {
     ) -> bool {
         let mut served = false;
         let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
+        // Every partition's append joins one journal round (as a produce request's do).
+        let mut hold = self.logs.hold_commits();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for pd in topic.partitions {
@@ -324,6 +331,8 @@ impl FetchLoop {
                 served = true;
                 let d = &pd.diverging_epoch;
                 if d.epoch >= 0 || d.end_offset >= 0 {
+                    // A truncation journals a record of its own: release the round first.
+                    hold = None;
                     let (p2, epoch, end) = (p.clone(), d.epoch, d.end_offset);
                     match tokio::task::spawn_blocking(move || p2.truncate_diverged(epoch, end)).await {
                         Ok(Ok(_)) => {}
@@ -348,6 +357,7 @@ impl FetchLoop {
                 }
             }
         }
+        drop(hold);
         for (p, end, hw) in appended {
             if let Err(e) = p.log().wait_durable(end - 1).await {
                 warn!(topic = p.topic(), partition = p.index(), error = %e, "replicated batches did not become durable");

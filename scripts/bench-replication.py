@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Partition replication benchmark (one command):
+
+    STROM_BIN=target/release/strom python3 scripts/bench-replication.py [--rounds 2] [--failovers 20]
+
+All in one run, on fresh temporary data directories, the load generator sharing the machine:
+
+1. throughput, alternating ROUNDS times: a single-node `strom serve` (no config) against a
+   3-node cluster on 127.0.0.1 with replication factor 3; `strom bench` produce, 256 B,
+   128 in flight, acks=all, 2 s warmup + DURATION, at 1 and at 64 partitions; the ratio
+   cluster / single node per partition count (means over the rounds). Each also with the
+   topic at `flush.policy=never`, which takes the fsyncs out (three nodes on this machine
+   share one disk, which serialises their flushes) and leaves the replication protocol;
+2. replication at half load: the cluster at half of its measured 1-partition rate (--rate),
+   acks=all, p50/p99/max produce latency. An acks=all produce is answered once every
+   in-sync follower has fsynced the batch and reported it, so this latency bounds the
+   replication lag from above; and the followers' `strom_replica_lag_offsets` sampled
+   every 100 ms meanwhile (max);
+3. leader failover, FAILOVERS times: kill -9 of the leader of a 1-partition RF=3 topic, then
+   how long until an acks=all Produce (raw Kafka protocol, a fresh connection to each
+   survivor in turn, every 10 ms) succeeds through the new leader; the node restarts on its
+   data and rejoins the ISR before the next run.
+
+Prints Markdown tables.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+spec = importlib.util.spec_from_file_location("bench_cluster", os.path.join(os.path.dirname(__file__), "bench-cluster.py"))
+bc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bc)
+BIN = bc.BIN
+
+
+# --- a produce request with one record batch (CRC32C by hand: no module for it here) --------
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def varint(n):
+    n = (n << 1) ^ (n >> 63)
+    out = b""
+    while True:
+        if n < 0x80:
+            return out + bytes([n])
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+
+
+def batch(value, ts):
+    rec = b"\x00" + varint(0) + varint(0) + varint(-1) + varint(len(value)) + value + varint(0)
+    records = varint(len(rec)) + rec
+    after_crc = struct.pack(">hiqqqhii", 0, 0, ts, ts, -1, -1, -1, 1) + records
+    head = struct.pack(">ib", 0, 2) + struct.pack(">I", crc32c(after_crc))
+    body = head + after_crc
+    return struct.pack(">qi", 0, len(body)) + body
+
+
+def produce(addr, topic, value, acks=-1, timeout_ms=1000):
+    """Produce v3 of one record to partition 0; returns the error code (or None if unreachable)."""
+    try:
+        c = bc.Conn(addr, timeout=2)
+    except OSError:
+        return None
+    try:
+        rb = batch(value, int(time.time() * 1000))
+        body = struct.pack(">hhi", -1, acks, timeout_ms) + struct.pack(">i", 1) + bc._str(topic)
+        body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(rb)) + rb
+        r = bc.Reader(c.call(0, 3, body))
+        r.take(">i")
+        r.string()
+        r.take(">i")
+        r.take(">i")
+        return r.take(">h")
+    except (OSError, ConnectionError, AssertionError, struct.error):
+        return None
+    finally:
+        c.close()
+
+
+def partition_states(addr, topic):
+    """Metadata v1 for `topic`: [(leader, sorted isr)] per partition, or None."""
+    c = bc.Conn(addr)
+    try:
+        r = bc.Reader(c.call(3, 1, struct.pack(">i", 1) + bc._str(topic)))
+        for _ in range(r.take(">i")):
+            r.take(">i"); r.string(); r.take(">i"); r.string()
+        r.take(">i")
+        out = None
+        for _ in range(r.take(">i")):
+            err = r.take(">h"); r.string(); r.take(">b")
+            parts = []
+            for _ in range(r.take(">i")):
+                r.take(">h"); idx = r.take(">i"); leader = r.take(">i")
+                for _ in range(r.take(">i")):
+                    r.take(">i")
+                isr = sorted(r.take(">i") for _ in range(r.take(">i")))
+                parts.append((idx, leader, isr))
+            if err == 0:
+                out = [(l, isr) for _, l, isr in sorted(parts)]
+        return out
+    finally:
+        c.close()
+
+
+def wait_state(addr, topic, ok, what, deadline_s=60):
+    deadline = time.time() + deadline_s
+    while True:
+        try:
+            s = partition_states(addr, topic)
+            if s and all(ok(l, isr) for l, isr in s):
+                return s
+        except OSError:
+            pass
+        assert time.time() < deadline, f"{topic} never reached {what}"
+        time.sleep(0.02)
+
+
+def run_bench(bootstrap, topic, extra, duration):
+    out = subprocess.run([BIN, "bench", "-b", bootstrap, "--topic", topic, "--concurrency", "128",
+                          "--message-size", "256", "--acks", "all", "--warmup", "2s",
+                          "--duration", f"{duration}s", "--json", *extra], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"strom bench failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+POLICIES = [("always", []), ("never", ["-c", "flush.policy=never"])]
+
+
+def single_node(root, parts, duration):
+    port, metrics = bc.free_port(), bc.free_port()
+    ready = os.path.join(root, "ready-single")
+    log = open(os.path.join(root, "single.log"), "ab")
+    data = os.path.join(root, "single-data")
+    shutil.rmtree(data, ignore_errors=True)
+    p = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data,
+                          "--metrics-listen", f"127.0.0.1:{metrics}", "--ready-file", ready],
+                         stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        while not os.path.exists(ready):
+            assert p.poll() is None, "single node exited"
+            time.sleep(0.01)
+        out = {}
+        for policy, config in POLICIES:
+            for n in parts:
+                topic = f"p{n}-{policy}"
+                subprocess.run([BIN, "topic", "create", "-b", f"127.0.0.1:{port}", "-p", str(n), *config, topic],
+                               check=True, stdout=subprocess.DEVNULL)
+                out[(n, policy)] = run_bench(f"127.0.0.1:{port}", topic, [], duration)
+        return out
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+        os.remove(ready)
+
+
+def cluster_run(root, parts, duration, half_load, failovers):
+    c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"))
+    os.makedirs(c.root)
+    results = {"throughput": {}}
+    try:
+        for node in (1, 2, 3):
+            c.start(node)
+        for node in (1, 2, 3):
+            c.wait_brokers(node, 3)
+        bootstrap = ",".join(c.addr(n) for n in (1, 2, 3))
+        for policy, config in POLICIES:
+            for n in parts:
+                topic = f"p{n}-{policy}"
+                subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", str(n), "-r", "3", *config, topic],
+                               check=True, stdout=subprocess.DEVNULL)
+                wait_state(c.addr(1), topic, lambda l, isr: l > 0 and isr == [1, 2, 3], "a full ISR")
+                results["throughput"][(n, policy)] = run_bench(bootstrap, topic, [], duration)
+        if half_load:
+            rate = int(results["throughput"][(parts[0], "always")]["produce"]["msgs_per_sec"] / 2)
+            lag, stop = [], threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    lag.append(max(c.metric(n, "strom_replica_lag_offsets") for n in (1, 2, 3)))
+                    time.sleep(0.1)
+
+            t = threading.Thread(target=sample)
+            t.start()
+            results["half"] = (rate, run_bench(bootstrap, f"p{parts[0]}-always", ["--rate", str(rate)], duration))
+            stop.set()
+            t.join()
+            results["half_lag_offsets_max"] = max(lag) if lag else None
+        if failovers:
+            topic = "failover"
+            code = bc.create_topic(bc.Conn(c.addr(1)), topic, partitions=1, replication_factor=3)
+            assert code == 0, f"create failover: {code}"
+            times = []
+            for run in range(failovers):
+                s = wait_state(c.addr(1 if run % 3 else 2), topic, lambda l, isr: l > 0 and isr == [1, 2, 3], "a full ISR")
+                leader = s[0][0]
+                assert produce(c.addr(leader), topic, b"before") == 0
+                survivors = [n for n in (1, 2, 3) if n != leader]
+                t0 = time.time()
+                c.kill9(leader)
+                while True:
+                    if any(produce(c.addr(n), topic, b"after") == 0 for n in survivors):
+                        break
+                    assert time.time() - t0 < 60, "no leader took over"
+                    time.sleep(0.01)
+                times.append(time.time() - t0)
+                c.start(leader)
+            results["failover"] = times
+    finally:
+        c.stop_all()
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--failovers", type=int, default=20)
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="strom-bench-replication-")
+    parts = [1, 64]
+    keys = [(n, policy) for policy, _ in POLICIES for n in parts]
+    rows, single, clustered = [], {k: [] for k in keys}, {k: [] for k in keys}
+    half = failover = lag = None
+    try:
+        for rnd in range(args.rounds):
+            s = single_node(root, parts, args.duration)
+            last = rnd == args.rounds - 1
+            cl = cluster_run(root, parts, args.duration, last, args.failovers if last else 0)
+            for k in keys:
+                single[k].append(s[k])
+                clustered[k].append(cl["throughput"][k])
+                for name, r in (("1 node", s[k]), ("3 nodes, RF=3", cl["throughput"][k])):
+                    rows.append((rnd + 1, name, k[0], k[1], r["produce"]["msgs_per_sec"],
+                                 r["produce_latency"]["p50_ms"], r["produce_latency"]["p99_ms"]))
+            if last:
+                half, failover, lag = cl.get("half"), cl.get("failover"), cl.get("half_lag_offsets_max")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print("| round | setup | partitions | flush.policy | msg/s | p50 ms | p99 ms |\n|---|---|---:|---|---:|---:|---:|")
+    for rnd, name, n, policy, rate, p50, p99 in rows:
+        print(f"| {rnd} | {name} | {n} | {policy} | {rate:,.0f} | {p50} | {p99} |")
+    print()
+    print("| partitions | flush.policy | 1 node mean msg/s | 3 nodes RF=3 mean msg/s | ratio |\n|---:|---|---:|---:|---:|")
+    for k in keys:
+        a = sum(r["produce"]["msgs_per_sec"] for r in single[k]) / len(single[k])
+        b = sum(r["produce"]["msgs_per_sec"] for r in clustered[k]) / len(clustered[k])
+        print(f"| {k[0]} | {k[1]} | {a:,.0f} | {b:,.0f} | {b / a:.0%} |")
+    if half:
+        rate, r = half
+        print(f"\nhalf load ({rate:,} msg/s target, 1 partition, RF=3, acks=all): achieved "
+              f"{r['produce']['msgs_per_sec']:,.0f} msg/s, latency p50 {r['produce_latency']['p50_ms']} ms, "
+              f"p99 {r['produce_latency']['p99_ms']} ms, max {r['produce_latency']['max_ms']} ms; "
+              f"followers' lag sampled every 100 ms: max {lag} offsets")
+    if failover:
+        print(f"\nleader failover (kill -9 of the leader -> acks=all produce succeeds through the new leader), "
+              f"{len(failover)} runs: p50 {bc.ms(bc.pct(failover, 50))}, max {bc.ms(max(failover))}; "
+              f"all: {', '.join(f'{t:.2f}' for t in failover)} s")
+
+
+if __name__ == "__main__":
+    main()
