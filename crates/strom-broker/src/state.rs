@@ -264,6 +264,7 @@ impl BrokerState {
             }
         }
         self.refresh_fetchers();
+        self.groups.sync_coordination(self)?;
         Ok(())
     }
 

@@ -166,3 +166,72 @@ fn stored_batches(data_dir: &std::path::Path, topic: &str) -> Vec<(i64, i64)> {
     logs.shutdown().expect("closing the data directory");
     out
 }
+
+/// The coordinator of `group` as `bootstrap` names it, once it names one other than `not`.
+fn coordinator(bootstrap: &str, group: &str, not: Option<i32>) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let started = std::time::Instant::now();
+    loop {
+        let mut conn = RawConn::connect(bootstrap);
+        let key = kafka_protocol::protocol::StrBytes::from_string(group.to_string());
+        let r = conn.call(3, &FindCoordinatorRequest::default().with_key(key));
+        if r.error_code == 0 && Some(r.node_id.0) != not {
+            return r.node_id.0;
+        }
+        assert!(started.elapsed() < cluster_util::DEADLINE, "no coordinator for {group}: error {}", r.error_code);
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
+/// `group`'s committed offset of `topic`-0, read through `bootstrap` by a fresh consumer,
+/// once the coordinator answers.
+fn committed(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer =
+        support::client_config(bootstrap).set("group.id", group).create().expect("creating a consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(c) = consumer.committed_offsets(tpl.clone(), std::time::Duration::from_secs(5)) {
+            if let Some(rdkafka::Offset::Offset(o)) = c.elements().first().map(|e| e.offset()) {
+                return o;
+            }
+        }
+        assert!(started.elapsed() < cluster_util::DEADLINE, "no committed offset for {group}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_death_of_their_coordinator() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let mut c = Cluster::start();
+    create_replicated_topic(&c.bootstrap(1), "work", 1, 3, &[]).await;
+    wait_partitions(&c.bootstrap(1), "work", "a full ISR", |l, isr| l > 0 && isr == [1, 2, 3]);
+    let bootstrap = all_bootstrap(&c);
+    // The first FindCoordinator creates __consumer_offsets with 3 replicas (3 brokers live).
+    let first = coordinator(&c.bootstrap(1), "g1", None);
+    wait_partitions(&c.bootstrap(1), "__consumer_offsets", "three in-sync replicas", |l, isr| {
+        l > 0 && isr == [1, 2, 3]
+    });
+    let consumer: BaseConsumer = support::client_config(&bootstrap)
+        .set("group.id", "g1")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("creating a consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("work", 0, rdkafka::Offset::Offset(7)).expect("offset");
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit acknowledged");
+    drop(consumer);
+    assert_eq!(committed(&bootstrap, "g1", "work"), 7);
+
+    // kill -9 of the coordinator: the new leader of the group's offsets partition takes over
+    // the group with the commit, which every in-sync replica had made durable.
+    let dead = usize::try_from(first).expect("a node id");
+    c.nodes[dead - 1].kill9();
+    let survivor = if dead == 1 { 2 } else { 1 };
+    let survivors: String = (1..=3).filter(|n| *n != dead).map(|n| c.bootstrap(n)).collect::<Vec<_>>().join(",");
+    coordinator(&c.bootstrap(survivor), "g1", Some(first));
+    assert_eq!(committed(&survivors, "g1", "work"), 7, "the commit survived its coordinator");
+}

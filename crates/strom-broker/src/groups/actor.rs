@@ -214,7 +214,8 @@ fn summary_of(group: &Group, offsets: &GroupOffsets) -> Summary {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
-        let shutdown = self.shared.shutdown.clone();
+        // Ends with the broker, or when this broker stops coordinating the group's partition.
+        let shutdown = self.shared.group_token(self.group.group_id());
         loop {
             let deadline = self.group.next_deadline().map(|d| self.shared.clock.instant(d));
             tokio::select! {
@@ -489,8 +490,7 @@ impl Actor {
                 self.in_flight += 1;
                 let tx = self.self_tx.clone();
                 tokio::spawn(async move {
-                    let result = appended.log.wait_durable(appended.last_offset).await;
-                    let result = result.map_err(|e| storage_error(&crate::Error::Log(e)));
+                    let result = appended.wait().await.map_err(|e| storage_error(&e));
                     let _ = tx.send(Event::Persisted(p.kind, result)).await;
                 });
             }
@@ -533,8 +533,7 @@ impl Actor {
                 self.in_flight += 1;
                 let tx = self.self_tx.clone();
                 tokio::spawn(async move {
-                    let result = appended.log.wait_durable(appended.last_offset).await;
-                    let result = result.map_err(|e| storage_error(&crate::Error::Log(e)));
+                    let result = appended.wait().await.map_err(|e| storage_error(&e));
                     let _ = tx.send(Event::Durable(changes, appended.offsets, result, done)).await;
                 });
             }

@@ -39,6 +39,10 @@ pub struct GroupConfig {
     /// `hash(group) % partitions`. Once the topic exists its partition count wins. One partition
     /// means one file and one fsync per group commit for all groups. Default: 1 (Kafka: 50).
     pub offsets_topic_partitions: i32,
+    /// Replicas per partition of the internal topic in a cluster
+    /// (`offsets.topic.replication.factor`), capped at the brokers live when it is created,
+    /// so committed offsets and groups survive a broker. A single node has one. Default: 3.
+    pub offsets_topic_replication_factor: i16,
     /// `segment.bytes` of the internal topic (`offsets.topic.segment.bytes`).
     /// Default: 104857600 (100 MiB).
     pub offsets_topic_segment_bytes: u64,
@@ -60,6 +64,7 @@ impl Default for GroupConfig {
             offset_metadata_max_bytes: 4096,
             max_group_id_bytes: 1024,
             offsets_topic_partitions: 1,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             new_member_join_timeout_ms: 300_000,
         }
@@ -108,6 +113,12 @@ impl GroupConfig {
             return bad(
                 "groups.offsets_topic_partitions",
                 format!("{} is outside 1..=1000", self.offsets_topic_partitions),
+            );
+        }
+        if self.offsets_topic_replication_factor < 1 {
+            return bad(
+                "groups.offsets_topic_replication_factor",
+                format!("{} is below 1", self.offsets_topic_replication_factor),
             );
         }
         if self.offsets_topic_segment_bytes < 1024 || self.offsets_topic_segment_bytes > i32::MAX as u64 {

@@ -65,6 +65,9 @@ pub(crate) struct Shared {
     /// `COORDINATOR_LOAD_IN_PROGRESS`.
     log: OnceLock<OffsetsLog>,
     registry: Mutex<Registry>,
+    /// Per partition of the internal topic, the token its group tasks stop on (a child of
+    /// `shutdown`), cancelled when this broker stops coordinating that partition.
+    partition_tokens: Mutex<HashMap<usize, CancellationToken>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -84,6 +87,33 @@ impl Shared {
         // Nothing under this lock can panic (map operations only), so poisoning means a bug
         // elsewhere; keep serving with the data as it is.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The token the task of `group_id` stops on: the broker's shutdown, or its partition
+    /// being handed to another coordinator.
+    pub(crate) fn group_token(&self, group_id: &str) -> CancellationToken {
+        let Some(log) = self.log.get() else { return self.shutdown.clone() };
+        let p = log.partition_for(group_id);
+        let mut tokens = self.partition_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.entry(p).or_insert_with(|| self.shutdown.child_token()).clone()
+    }
+
+    /// Stops coordinating partition `p`: its group tasks stop (their queued requests are
+    /// answered as the coordinator being unavailable, so clients look it up again) and are
+    /// forgotten.
+    fn unload_partition(&self, log: &OffsetsLog, p: usize) {
+        log.set_coordinated(p, false);
+        if let Some(token) = self.partition_tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&p) {
+            token.cancel();
+        }
+        let mut reg = self.registry();
+        let before = reg.groups.len();
+        reg.groups.retain(|id, _| log.partition_for(id) != p);
+        tracing::info!(
+            partition = p,
+            groups = before - reg.groups.len(),
+            "no longer coordinating the groups of an offsets partition (another broker leads it)"
+        );
     }
 
     pub(crate) fn log(&self) -> Result<&OffsetsLog> {
@@ -173,6 +203,7 @@ impl GroupCoordinator {
                 shutdown,
                 log: OnceLock::new(),
                 registry: Mutex::new(Registry::default()),
+                partition_tokens: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -183,9 +214,9 @@ impl GroupCoordinator {
     }
 
     /// Creates the internal topic if the registry lacks it, then replays the partitions of
-    /// it this broker holds (all of them on a single node; in a cluster, those assigned
-    /// here: this broker coordinates the groups stored in them). Runs once, after the broker
-    /// has reconciled its logs.
+    /// it this broker leads (all of them on a single node; in a cluster, those led here:
+    /// this broker coordinates the groups stored in them). Runs once, after the broker has
+    /// reconciled its logs; [`Self::sync_coordination`] follows later leadership changes.
     pub async fn load(&self, state: &BrokerState) -> Result<()> {
         let partitions = match state.metadata.topic(OFFSETS_TOPIC) {
             Some(t) => t.partitions,
@@ -217,42 +248,57 @@ impl GroupCoordinator {
             );
         }
         let clustered = state.cluster.is_some();
-        let mut logs = Vec::with_capacity(partitions as usize);
+        let mut held = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let log = state.partition_log(OFFSETS_TOPIC, p);
-            if log.is_none() && !clustered {
+            let partition = state.partition(OFFSETS_TOPIC, p);
+            if partition.is_none() && !clustered {
                 return Err(Error::UnknownTopic(format!("{OFFSETS_TOPIC}-{p}")));
             }
-            logs.push(log);
+            held.push(partition);
         }
-        self.load_from(OffsetsLog::new(logs))
+        self.load_from(OffsetsLog::new(held))
     }
 
-    /// Takes partitions of the internal topic newly assigned to this broker (a cluster
-    /// created the topic, or added a broker's share of it, after this broker loaded): replays
-    /// them and coordinates the groups stored there. Nothing before [`Self::load`] ran (it
+    /// Follows the internal topic's partitions as the cluster moves them: takes partitions
+    /// newly held here, replays and starts coordinating those this broker now leads, and
+    /// stops coordinating those it no longer leads. Nothing before [`Self::load`] ran (it
     /// picks them up itself).
-    pub fn adopt_partitions(&self, state: &BrokerState, partitions: &[i32]) -> Result<()> {
+    pub fn sync_coordination(&self, state: &BrokerState) -> Result<()> {
         let Some(log) = self.shared.log.get() else { return Ok(()) };
-        let mut adopted = Vec::new();
-        for p in partitions {
-            if let (Ok(i), Some(l)) = (usize::try_from(*p), state.partition_log(OFFSETS_TOPIC, *p)) {
-                log.adopt(i, l);
-                adopted.push(i);
+        for p in 0..log.partition_count() {
+            let Some(current) = i32::try_from(p).ok().and_then(|i| state.partition(OFFSETS_TOPIC, i)) else { continue };
+            if log.partition(p).is_none_or(|held| !Arc::ptr_eq(&held, &current)) {
+                log.adopt(p, current);
             }
         }
-        self.replay_into(log, Some(&adopted))?;
-        tracing::info!(partitions = ?adopted, "coordinating the groups of newly assigned offsets partitions");
+        let (led, coordinated) = (log.led(), log.coordinated());
+        for p in coordinated.difference(&led) {
+            self.shared.unload_partition(log, *p);
+        }
+        let new: Vec<usize> = led.difference(&coordinated).copied().collect();
+        if !new.is_empty() {
+            self.replay_into(log, Some(&new))?;
+            for p in &new {
+                log.set_coordinated(*p, true);
+            }
+            tracing::info!(partitions = ?new, "coordinating the groups of offsets partitions this broker now leads");
+        }
         Ok(())
     }
 
-    /// Replays the internal topic, starts a task per group found and the periodic offset
-    /// expiry. Groups resume in the state their last record describes: a Stable group keeps
-    /// its generation and members, who must heartbeat within their session timeouts.
+    /// Replays the partitions of `log` this broker leads, starts a task per group found and
+    /// the periodic offset expiry. Groups resume in the state their last record describes: a
+    /// Stable group keeps its generation and members, who must heartbeat within their
+    /// session timeouts.
     pub fn load_from(&self, log: OffsetsLog) -> Result<()> {
-        self.replay_into(&log, None)?;
+        let led: Vec<usize> = log.led().into_iter().collect();
         if self.shared.log.set(log).is_err() {
             return Err(Error::InvalidRequest("the group coordinator was loaded twice".into()));
+        }
+        let log = self.shared.log()?;
+        self.replay_into(log, Some(&led))?;
+        for p in led {
+            log.set_coordinated(p, true);
         }
         self.start_expiry();
         Ok(())
@@ -331,7 +377,8 @@ impl GroupCoordinator {
         let Ok(log) = self.shared.log() else { return 0 };
         let mut deleted = 0;
         for p in 0..log.partition_count() {
-            let Some(part) = log.partition(p) else { continue };
+            let Some(part) = log.partition(p).filter(|_| log.coordinated().contains(&p)) else { continue };
+            let part = part.log().clone();
             if part.segment_count() < 3 {
                 continue;
             }

@@ -1,11 +1,16 @@
 //! [`OffsetsLog`]: the internal `__consumer_offsets` topic as the coordinator uses it: which
-//! partition holds a group, appending records, and replaying everything at startup.
+//! partition holds a group, which partitions this broker coordinates (those it leads),
+//! appending records as leader, and replaying partitions when it starts coordinating them.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
-use strom_log::{PartitionLog, ReadBound};
+use strom_log::ReadBound;
 
 use super::records::{self, InternalRecord};
 use crate::error::{Error, Result};
+use crate::partition::Partition;
 
 /// Name of the internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -21,20 +26,35 @@ const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 /// The partitions of the internal topic.
 #[derive(Debug, Clone)]
 pub struct OffsetsLog {
-    /// By partition index; `None` where this broker holds no replica (in a cluster, another
-    /// broker coordinates the groups stored there).
-    partitions: std::sync::Arc<std::sync::RwLock<Vec<Option<PartitionLog>>>>,
+    /// By partition index; `None` where this broker holds no replica.
+    partitions: Arc<RwLock<Vec<Option<Arc<Partition>>>>>,
+    /// The partitions whose groups this broker coordinates: those it leads and has replayed.
+    /// A group stored elsewhere gets `NOT_COORDINATOR`.
+    coordinated: Arc<RwLock<BTreeSet<usize>>>,
 }
 
-/// Where an append landed: the log to wait on and the offset of each record.
+/// Where an append landed: the partition to wait on and the offset of each record.
 #[derive(Debug, Clone)]
 pub struct Appended {
-    /// The partition log written to.
-    pub log: PartitionLog,
+    /// The partition written to.
+    pub partition: Arc<Partition>,
+    /// The leader epoch it was written in.
+    pub epoch: i32,
     /// The offset each record got, in the order given.
     pub offsets: Vec<i64>,
-    /// Offset of the last record: all are durable once `log.wait_durable(last_offset)` resolves.
+    /// Offset of the last record.
     pub last_offset: i64,
+}
+
+impl Appended {
+    /// Resolves once every record is committed: durable on every in-sync replica of the
+    /// partition (on a single node, fsynced). Fails if this broker stops leading first.
+    pub async fn wait(&self) -> Result<()> {
+        self.partition.wait_committed(self.last_offset, self.epoch).await.map_err(|e| match e {
+            crate::partition::PartitionError::Log(e) => Error::Log(e),
+            e => Error::InvalidRequest(e.to_string()),
+        })
+    }
 }
 
 /// Most bytes of records put in one batch; more are split over several batches so no batch
@@ -42,15 +62,15 @@ pub struct Appended {
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 impl OffsetsLog {
-    /// Wraps the partition logs of the internal topic, in partition order (`None` where
-    /// this broker holds no replica).
-    pub fn new(partitions: Vec<Option<PartitionLog>>) -> OffsetsLog {
+    /// Wraps the partitions of the internal topic, in partition order (`None` where this
+    /// broker holds no replica). Nothing is coordinated until [`OffsetsLog::set_coordinated`].
+    pub fn new(partitions: Vec<Option<Arc<Partition>>>) -> OffsetsLog {
         debug_assert!(!partitions.is_empty());
-        debug_assert!(partitions.iter().enumerate().all(|(i, p)| p.as_ref().is_none_or(|p| p.partition() == i as i32)));
-        OffsetsLog { partitions: std::sync::Arc::new(std::sync::RwLock::new(partitions)) }
+        debug_assert!(partitions.iter().enumerate().all(|(i, p)| p.as_ref().is_none_or(|p| p.index() == i as i32)));
+        OffsetsLog { partitions: Arc::new(RwLock::new(partitions)), coordinated: Arc::default() }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Option<PartitionLog>>> {
+    fn read(&self) -> RwLockReadGuard<'_, Vec<Option<Arc<Partition>>>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -59,22 +79,48 @@ impl OffsetsLog {
         self.read().len()
     }
 
-    /// The log of partition `p`, if this broker holds it.
-    pub fn partition(&self, p: usize) -> Option<PartitionLog> {
+    /// Partition `p`, if this broker holds it.
+    pub fn partition(&self, p: usize) -> Option<Arc<Partition>> {
         self.read().get(p).cloned().flatten()
     }
 
-    /// Takes partition `p`'s log (newly assigned to this broker).
-    pub fn adopt(&self, p: usize, log: PartitionLog) {
+    /// Takes partition `p` (newly assigned to this broker, or its partition object renewed).
+    pub fn adopt(&self, p: usize, partition: Arc<Partition>) {
         let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = parts.get_mut(p) {
-            *slot = Some(log);
+            *slot = Some(partition);
         }
     }
 
-    /// Whether this broker holds the partition that stores `group` (and so coordinates it).
+    /// The held partitions this broker leads now.
+    pub fn led(&self) -> BTreeSet<usize> {
+        self.read()
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.as_ref().is_some_and(|p| p.leadership().is_leader()))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The partitions whose groups this broker coordinates.
+    pub fn coordinated(&self) -> BTreeSet<usize> {
+        self.coordinated.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Starts or stops coordinating the groups of partition `p`.
+    pub fn set_coordinated(&self, p: usize, on: bool) {
+        let mut c = self.coordinated.write().unwrap_or_else(|e| e.into_inner());
+        if on {
+            c.insert(p);
+        } else {
+            c.remove(&p);
+        }
+    }
+
+    /// Whether this broker coordinates `group`: it leads the partition storing it and has
+    /// loaded that partition's groups.
     pub fn is_local(&self, group: &str) -> bool {
-        self.partition(self.partition_for(group)).is_some()
+        self.coordinated.read().unwrap_or_else(|p| p.into_inner()).contains(&self.partition_for(group))
     }
 
     /// The partition holding `group`'s records: Java's `String.hashCode` of the group id, as
@@ -83,14 +129,16 @@ impl OffsetsLog {
         partition_for(group, self.partition_count())
     }
 
-    /// Appends `records` for `group` (as one batch, or several if they are large). The records
-    /// are readable at once and durable once [`PartitionLog::wait_durable`] on the returned
-    /// last offset resolves. `records` must not be empty; this broker must hold the group's
-    /// partition.
+    /// Appends `records` for `group` as the partition's leader (as one batch, or several if
+    /// they are large); [`Appended::wait`] says when they are committed. `records` must not be
+    /// empty; this broker must coordinate the group.
     pub fn append(&self, group: &str, records: &[(Bytes, Option<Bytes>)], now_wall_ms: i64) -> Result<Appended> {
-        let log = &self
-            .partition(self.partition_for(group))
-            .ok_or_else(|| Error::InvalidRequest(format!("this broker does not coordinate group {group:?}")))?;
+        let p = self.partition_for(group);
+        let partition = match self.partition(p) {
+            Some(part) if self.is_local(group) => part,
+            _ => return Err(Error::InvalidRequest(format!("this broker does not coordinate group {group:?}"))),
+        };
+        let mut epoch = -1;
         let mut offsets = Vec::with_capacity(records.len());
         let mut start = 0;
         while start < records.len() {
@@ -102,7 +150,11 @@ impl OffsetsLog {
             }
             let batch = records::build_batch(&records[start..end], now_wall_ms)
                 .map_err(|e| Error::InvalidRequest(e.to_string()))?;
-            let info = log.append(batch, 0)?;
+            let (info, at) = partition.append_as_leader(batch).map_err(|e| match e {
+                crate::partition::PartitionError::Log(e) => Error::Log(e),
+                e => Error::InvalidRequest(e.to_string()),
+            })?;
+            epoch = at;
             debug_assert!(!info.duplicate, "coordinator batches carry no producer id");
             debug_assert_eq!(info.last_offset - info.base_offset + 1, (end - start) as i64);
             offsets.extend(info.base_offset..=info.last_offset);
@@ -110,7 +162,7 @@ impl OffsetsLog {
         }
         let last_offset =
             offsets.last().copied().ok_or_else(|| Error::InvalidRequest("empty append to the offsets topic".into()))?;
-        Ok(Appended { log: log.clone(), offsets, last_offset })
+        Ok(Appended { partition, epoch, offsets, last_offset })
     }
 
     /// Reads every partition from its start and hands each record, decoded, to `apply` with
@@ -123,12 +175,12 @@ impl OffsetsLog {
         mut apply: impl FnMut(usize, i64, InternalRecord),
     ) -> Result<ReplayStats> {
         let mut stats = ReplayStats::default();
-        let logs: Vec<(usize, PartitionLog)> = self
+        let logs: Vec<(usize, strom_log::PartitionLog)> = self
             .read()
             .iter()
             .enumerate()
             .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
-            .filter_map(|(p, l)| l.clone().map(|l| (p, l)))
+            .filter_map(|(p, l)| l.as_ref().map(|l| (p, l.log().clone())))
             .collect();
         for (p, log) in &logs {
             let p = *p;

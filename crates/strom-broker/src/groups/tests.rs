@@ -29,7 +29,16 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> (LogManager, OffsetsLog) {
         }
         None => mgr.create(OFFSETS_TOPIC, 0, cfg).expect("create"),
     };
-    (mgr, OffsetsLog::new(vec![Some(log)]))
+    // A single node's view: broker 1 leads its only replica.
+    let meta = strom_meta::PartitionMeta {
+        partition: 0,
+        leader: Some(1),
+        leader_epoch: 0,
+        replicas: vec![1],
+        isr: vec![1],
+        partition_epoch: 0,
+    };
+    (mgr, OffsetsLog::new(vec![Some(crate::partition::Partition::open(1, log, &meta, 1))]))
 }
 
 fn coordinator(log: OffsetsLog) -> (GroupCoordinator, CancellationToken) {

@@ -51,10 +51,9 @@ impl BrokerState {
                 }
             }
             self.publish_partitions(&t.name);
-            if crate::groups::is_internal_topic(&t.name) && !missing.is_empty() {
-                self.groups.adopt_partitions(self, &missing)?;
-            }
         }
+        // The coordinator follows the offsets topic's leaders.
+        self.groups.sync_coordination(self)?;
         self.remove_leftover_logs(&current).await;
         self.refresh_fetchers();
         Ok(())
@@ -250,7 +249,8 @@ impl BrokerState {
 
     /// Asks the controller (once, in the background) to create `__consumer_offsets` if the
     /// cluster has none yet: what the first FindCoordinator does. Placed like any topic, over
-    /// the brokers live at that moment.
+    /// the brokers live at that moment, with `groups.offsets_topic_replication_factor`
+    /// replicas (at most the live brokers).
     pub fn request_offsets_topic(self: &Arc<Self>) {
         use std::sync::atomic::Ordering;
         if self.cluster.is_none()
@@ -262,10 +262,15 @@ impl BrokerState {
         let state = self.clone();
         tokio::spawn(async move {
             let partitions = state.groups.config().offsets_topic_partitions;
+            let live = i16::try_from(state.metadata.brokers().len()).unwrap_or(i16::MAX).max(1);
+            let replicas = state.groups.config().offsets_topic_replication_factor.min(live);
             let configs = crate::groups::internal_topic_configs(state.groups.config());
-            match state.create_topic(crate::groups::OFFSETS_TOPIC, partitions, 1, configs, false).await {
+            match state.create_topic(crate::groups::OFFSETS_TOPIC, partitions, replicas, configs, false).await {
                 Ok(_) | Err(crate::Error::TopicExists(_)) => {
-                    info!(partitions, "the internal offsets topic exists; group coordinators load on its leaders")
+                    info!(
+                        partitions,
+                        replicas, "the internal offsets topic exists; group coordinators load on its leaders"
+                    )
                 }
                 Err(e) => {
                     warn!(error = %e, "could not create the internal offsets topic; the next FindCoordinator retries");

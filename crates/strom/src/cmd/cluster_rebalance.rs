@@ -39,6 +39,9 @@ enum StrategyArg {
 struct TopicPlan {
     topic: String,
     moves: Vec<MoveOut>,
+    /// Why no plan exists for this topic (its replication factor exceeds the brokers left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,34 +103,47 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
             replication_factor: i16::try_from(rf).unwrap_or(i16::MAX),
             seed: 0,
         };
-        let plan = placement::rebalance(strategy, current, &request)
-            .map_err(|e| anyhow::anyhow!("topic {name}: no valid plan: {e}"))?;
-        if !plan.moves.is_empty() {
-            let moves = plan
-                .moves
-                .iter()
-                .map(|m| MoveOut { partition: m.partition, from: m.from, to: m.to, reason: m.reason.to_string() })
-                .collect();
-            plans.push((name.clone(), plan.moves, moves));
+        // A topic with no valid plan (more replicas than brokers left) is reported, and the
+        // other topics are still planned: the user sees everything that blocks a drain.
+        match placement::rebalance(strategy, current, &request) {
+            Ok(plan) if plan.moves.is_empty() => {}
+            Ok(plan) => {
+                let moves = plan
+                    .moves
+                    .iter()
+                    .map(|m| MoveOut { partition: m.partition, from: m.from, to: m.to, reason: m.reason.to_string() })
+                    .collect();
+                plans.push((name.clone(), plan.moves, moves, None));
+            }
+            Err(e) => plans.push((name.clone(), Vec::new(), Vec::new(), Some(format!("no valid plan: {e}")))),
         }
     }
+    let blocked: Vec<String> =
+        plans.iter().filter_map(|(topic, _, _, e)| e.as_ref().map(|e| format!("topic {topic}: {e}"))).collect();
     match c.output {
         Output::Json => {
-            let out: Vec<TopicPlan> = plans.into_iter().map(|(topic, _, moves)| TopicPlan { topic, moves }).collect();
+            let out: Vec<TopicPlan> =
+                plans.into_iter().map(|(topic, _, moves, error)| TopicPlan { topic, moves, error }).collect();
             print_json(&out)?;
         }
         Output::Table => {
             if plans.is_empty() {
                 println!("nothing to move: every replica is on a live, allowed broker and the load is balanced");
             }
-            for (topic, moves, _) in &plans {
-                println!("{topic}:");
+            for (topic, moves, _, error) in &plans {
+                match error {
+                    Some(e) => println!("{topic}: {e}"),
+                    None => println!("{topic}:"),
+                }
                 for m in moves {
                     println!("  {m}");
                 }
             }
             println!("(dry run; racks are not shown in Metadata to this tool, so the plan ignores them)");
         }
+    }
+    if !blocked.is_empty() {
+        anyhow::bail!("no complete plan: {}", blocked.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }
