@@ -268,6 +268,30 @@ impl BrokerState {
         Ok(())
     }
 
+    /// Before a clean stop, in a cluster: has the controller move this broker's leaderships
+    /// to other in-sync replicas and take it out of every ISR (Kafka's controlled shutdown),
+    /// and applies that here, so producers and followers move over while this broker still
+    /// answers. Gives up after `deadline` (a cluster without quorum cannot move anything);
+    /// the broker then stops anyway and is fenced after its session timeout.
+    pub async fn controlled_shutdown(&self, deadline: std::time::Duration) {
+        let Some(node) = &self.cluster else { return };
+        let started = std::time::Instant::now();
+        match node.controlled_shutdown(deadline).await {
+            Ok(()) => {
+                if let Err(e) = self.sync_with_store().await {
+                    warn!(error = %e, "applying the controlled shutdown's metadata failed");
+                }
+                info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "controlled shutdown: leaderships moved to other replicas"
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "controlled shutdown failed; stopping anyway (fenced after the session timeout)")
+            }
+        }
+    }
+
     /// Points the replica fetchers at the current leaders of the partitions this broker
     /// follows (a no-op on a single node, which follows nothing).
     pub(crate) fn refresh_fetchers(&self) {

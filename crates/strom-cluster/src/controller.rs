@@ -126,6 +126,15 @@ pub enum ControllerRequest {
         /// The ISR it wants (itself included).
         isr: Vec<i32>,
     },
+    /// A broker is shutting down cleanly: fence it now (its leaderships move, it leaves
+    /// every ISR) rather than after its session times out, and forget its session so its
+    /// next start registers at once.
+    ControlledShutdown {
+        /// Node id.
+        node_id: i32,
+        /// Its broker epoch.
+        epoch: u64,
+    },
     /// A node that is not a voter joins as a learner: it receives the metadata log.
     Join {
         /// Node id.
@@ -338,6 +347,12 @@ impl Controller {
                 self.check_isr_change(leader, &topic, partition, leader_epoch, &isr)?;
                 self.propose(Command::ChangePartition { topic, partition, partition_epoch, leader: Some(leader), isr })
                     .await
+            }
+            ControllerRequest::ControlledShutdown { node_id, epoch } => {
+                let reply = self.propose(Command::FenceBroker { node_id, epoch }).await?;
+                self.sessions().last_seen.remove(&node_id);
+                info!(node_id, epoch, "broker in controlled shutdown fenced; its partitions moved");
+                Ok(reply)
             }
             ControllerRequest::Join { node_id, internal_address } => {
                 self.check_duplicate_member(node_id, &internal_address)?;

@@ -118,6 +118,10 @@ pub struct ClusterNode {
     internal_addr: SocketAddr,
     status: watch::Sender<BrokerStatus>,
     shutdown: CancellationToken,
+    /// Cancelled by [`ClusterNode::controlled_shutdown`]: the broker stops heartbeating.
+    leaving: CancellationToken,
+    /// Held across each heartbeat, so a controlled shutdown knows none is in flight.
+    heartbeat_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -197,7 +201,17 @@ impl ClusterNode {
         };
         tokio::spawn(serve(listener, handler, shutdown.clone()));
         let (status, _) = watch::channel(BrokerStatus::default());
-        let node = Arc::new(ClusterNode { config, raft, shared, controller, internal_addr, status, shutdown });
+        let node = Arc::new(ClusterNode {
+            config,
+            raft,
+            shared,
+            controller,
+            internal_addr,
+            status,
+            shutdown,
+            leaving: CancellationToken::new(),
+            heartbeat_lock: tokio::sync::Mutex::new(()),
+        });
         node.join_quorum().await?;
         tokio::spawn(node.controller.clone().run_failure_detector(node.shutdown.clone()));
         tokio::spawn(node.clone().run_broker(broker));
@@ -281,6 +295,19 @@ impl ClusterNode {
     /// This node's broker registration, watched.
     pub fn broker_status(&self) -> watch::Receiver<BrokerStatus> {
         self.status.subscribe()
+    }
+
+    /// Controlled shutdown (Kafka's): stops this broker's heartbeats and has the controller
+    /// fence it now, which moves its leaderships to live in-sync replicas and takes it out of
+    /// every ISR while it still serves, so clients and followers move over before it exits
+    /// instead of after a session timeout. Returns once this node has applied the fence.
+    pub async fn controlled_shutdown(&self, deadline: Duration) -> Result<(), ControllerError> {
+        self.leaving.cancel();
+        // No heartbeat may land after the fence: it would unfence the broker again.
+        let _no_heartbeat = self.heartbeat_lock.lock().await;
+        let Some(epoch) = self.status.borrow().epoch else { return Ok(()) };
+        let node_id = self.config.node_id as i32;
+        self.submit(ControllerRequest::ControlledShutdown { node_id, epoch }, deadline).await.map(|_| ())
     }
 
     /// Stops the node's tasks and Raft.
@@ -437,7 +464,8 @@ impl ClusterNode {
             };
             self.status.send_replace(BrokerStatus { epoch: Some(epoch), fenced: true, last_error: None });
             loop {
-                if self.shutdown.is_cancelled() {
+                let _heartbeat = self.heartbeat_lock.lock().await;
+                if self.shutdown.is_cancelled() || self.leaving.is_cancelled() {
                     return;
                 }
                 let applied_index = self.shared.read().last_applied.map(|l| l.index).unwrap_or(0);
@@ -458,6 +486,7 @@ impl ClusterNode {
                     }
                     Err(e) => self.set_error(e.to_string()),
                 }
+                drop(_heartbeat);
                 self.pause(interval).await;
             }
         }

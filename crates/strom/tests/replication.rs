@@ -235,3 +235,27 @@ async fn committed_offsets_survive_the_death_of_their_coordinator() {
     coordinator(&c.bootstrap(survivor), "g1", Some(first));
     assert_eq!(committed(&survivors, "g1", "work"), 7, "the commit survived its coordinator");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_hands_leadership_over_before_the_broker_exits() {
+    let mut c = Cluster::start();
+    create_replicated_topic(&c.bootstrap(1), "handover", 3, 3, &[]).await;
+    let state = wait_partitions(&c.bootstrap(1), "handover", "a full ISR", |l, isr| l > 0 && isr == [1, 2, 3]);
+    let leader = usize::try_from(state[0].0).expect("a node id");
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let p = producer(&all_bootstrap(&c), &[("enable.idempotence", "true"), ("acks", "all")]);
+    produce(&p, "handover", 0, 100).await;
+    // SIGTERM: by the time the process has exited, the cluster already has other leaders and
+    // ISRs without it (a kill -9 would leave it leading until its session timed out).
+    c.nodes[leader - 1].stop();
+    let l = leader as i32;
+    let after = cluster_util::partition_state(&c.bootstrap(survivor), "handover");
+    assert!(after.iter().all(|(ld, isr)| *ld > 0 && *ld != l && !isr.contains(&l)), "right after the exit: {after:?}");
+    produce(&p, "handover", 100, 50).await;
+    drop(p);
+    let got = consume_all(&c.bootstrap(survivor), "handover", 3);
+    assert_eq!(got.len(), 150, "nothing lost or doubled across the handover");
+    // It comes back at once: its session was closed, so its registration is not refused.
+    c.nodes[leader - 1].restart();
+    wait_partitions(&c.bootstrap(survivor), "handover", "the node back in every ISR", |_, isr| isr == [1, 2, 3]);
+}

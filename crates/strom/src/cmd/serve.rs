@@ -133,7 +133,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         write_ready_file(&path, &ready_contents)?;
     }
     ready.store(true, Ordering::Release);
-    tokio::spawn(wait_for_signal(shutdown));
+    tokio::spawn(wait_for_signal(broker.state().clone(), shutdown));
     broker.run().await?;
     Ok(())
 }
@@ -160,8 +160,9 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Cancels `shutdown` on the first SIGINT or SIGTERM.
-async fn wait_for_signal(shutdown: CancellationToken) {
+/// On the first SIGINT or SIGTERM: a controlled shutdown (see
+/// [`strom_broker::BrokerState::controlled_shutdown`]), then cancels `shutdown`.
+async fn wait_for_signal(state: std::sync::Arc<strom_broker::BrokerState>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(i), Ok(t)) => (i, t),
@@ -175,8 +176,19 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = term.recv() => "SIGTERM",
     };
     info!(signal = name, "shutting down");
+    // In a cluster, hand leadership over first (a second signal stops at once).
+    tokio::select! {
+        _ = state.controlled_shutdown(CONTROLLED_SHUTDOWN_DEADLINE) => {}
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
     shutdown.cancel();
 }
+
+/// How long a clean stop may spend moving leadership away before it stops anyway: a commit
+/// takes milliseconds on a healthy cluster; without a quorum (the whole cluster stopping at
+/// once) nothing can move, and the wait only delays the stop.
+const CONTROLLED_SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Writes `contents` to `path` via a temporary file and a rename, so a reader never sees a
 /// partial address. Not fsynced: the file describes this run only, and a power cut ends the run.
