@@ -7,7 +7,9 @@
 # 2. Checks the tree is formatted (`cargo fmt --check`, rustfmt.toml) and lint-free
 #    (`cargo clippy --workspace --all-targets -- -D warnings`).
 # 3. Runs every Rust test: unit, property, crash (kill -9 of real processes), power-loss (a
-#    FUSE filesystem the tests mount themselves, strom-faultfs: needs root and /dev/fuse) and
+#    FUSE filesystem the tests mount themselves, strom-faultfs: needs root and /dev/fuse), the
+#    fault harness (3 nodes in network namespaces on power-loss filesystems, a seeded schedule
+#    of faults; STROM_FAULT_STEPS/STROM_FAULT_SEED for longer runs) and
 #    end-to-end tests against a real `strom serve` with real Kafka clients (librdkafka).
 # 4. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
 #    scripts/compat/, each against its own broker, then again against a 3-node Strom cluster

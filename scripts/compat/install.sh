@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs the clients the compatibility checks use: Debian's kcat, PyPI's kafka-python, and
-# Node.js with npm (kafkajs itself is installed by kafkajs.sh into a temporary directory).
+# Node.js with npm (kafkajs itself is installed by kafkajs.sh into a temporary directory);
+# and what the fault harness (crates/strom/tests/fault_harness.rs) runs: `ip` (iproute2)
+# for its network namespaces, `nsenter` (util-linux) to start nodes in them.
 set -euo pipefail
+if ! command -v ip >/dev/null 2>&1 || ! command -v nsenter >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux
+fi
 if ! command -v kcat >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat

@@ -103,12 +103,34 @@ impl MetadataSource {
             .ok_or_else(|| Error::Config { field: "cluster", reason: "no [cluster] section".to_string() })?;
         strom_log::create_dir_durable(&config.data_dir)?;
         let node_config = settings.node_config(config.node_id, &config.data_dir)?;
-        let endpoint = BrokerEndpoint { host: me.host, port: me.port, rack: settings.rack.clone() };
+        let storage_id = storage_id(&config.data_dir)?;
+        let endpoint =
+            BrokerEndpoint { host: me.host, port: me.port, rack: settings.rack.clone(), storage_id: Some(storage_id) };
         let node = ClusterNode::start(node_config, endpoint)
             .await
             .map_err(|e| Error::Config { field: "cluster", reason: e.to_string() })?;
         let store = RaftMetadataStore::new(node.clone());
         Ok(MetadataSource { store: Arc::new(store), adopt_found_logs: false, cluster: Some(node) })
+    }
+}
+
+/// The file holding the data directory's id.
+pub const STORAGE_ID_FILE: &str = "storage-id";
+
+/// The data directory's id: read from [`STORAGE_ID_FILE`], or made (randomly, written
+/// durably) the first time. A broker registers with it, so the controller can tell a restart
+/// from a broker that came back on an empty disk (KIP-903): the latter's records are gone.
+pub fn storage_id(data_dir: &std::path::Path) -> Result<uuid::Uuid> {
+    let path = data_dir.join(STORAGE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => uuid::Uuid::parse_str(text.trim())
+            .map_err(|e| Error::Config { field: "data_dir", reason: format!("{} is damaged: {e}", path.display()) }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4();
+            strom_meta::fs::write_file_atomically(&path, id.to_string().as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
 }
 

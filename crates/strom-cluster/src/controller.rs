@@ -41,6 +41,9 @@ pub enum ControllerRequest {
         rack: Option<String>,
         /// Internal listener address.
         internal_address: String,
+        /// Its data directory's id.
+        #[serde(default)]
+        storage_id: Option<Uuid>,
     },
     /// A broker is alive; `applied_index` is how far it has applied the metadata log.
     Heartbeat {
@@ -287,10 +290,33 @@ impl Controller {
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerReply, ControllerError> {
         self.ensure_leader()?;
         match request {
-            ControllerRequest::Register { node_id, incarnation, host, port, rack, internal_address } => {
+            ControllerRequest::Register { node_id, incarnation, host, port, rack, internal_address, storage_id } => {
                 self.check_duplicate(node_id, incarnation)?;
+                let lost = {
+                    let s = self.shared.read();
+                    s.cluster
+                        .brokers
+                        .get(&node_id)
+                        .and_then(|b| b.storage_id)
+                        .zip(storage_id)
+                        .is_some_and(|(a, b)| a != b)
+                };
+                if lost {
+                    warn!(
+                        node_id,
+                        "broker registers with another data directory than before (a lost disk): it rejoins no ISR until caught up, and leads none of its old last-replica partitions"
+                    );
+                }
                 let reply = self
-                    .propose(Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address })
+                    .propose(Command::RegisterBroker {
+                        node_id,
+                        incarnation,
+                        host,
+                        port,
+                        rack,
+                        internal_address,
+                        storage_id,
+                    })
                     .await?;
                 self.sessions().last_seen.insert(node_id, Instant::now());
                 info!(node_id, %incarnation, "broker registered");

@@ -96,6 +96,8 @@ pub struct BrokerEndpoint {
     pub port: i32,
     /// Rack.
     pub rack: Option<String>,
+    /// The id of the broker's data directory (see [`crate::state::Command::RegisterBroker`]).
+    pub storage_id: Option<Uuid>,
 }
 
 /// Where this node's broker registration stands.
@@ -447,6 +449,7 @@ impl ClusterNode {
                 port: broker.port,
                 rack: broker.rack.clone(),
                 internal_address: self.internal_address(),
+                storage_id: broker.storage_id,
             };
             let epoch = loop {
                 if self.shutdown.is_cancelled() {

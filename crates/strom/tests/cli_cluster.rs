@@ -26,11 +26,24 @@ fn strom(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_strom")).args(args).output().expect("run strom")
 }
 
+/// `strom cluster up`, sent SIGTERM if still running when the test ends (a failed assertion
+/// included), so it stops its nodes instead of leaving them running.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (kafka, internal, metrics) = (free_run(), free_run(), free_run());
-    let mut up = Command::new(env!("CARGO_BIN_EXE_strom"))
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_strom"))
         .args(["cluster", "up", "--nodes", "3", "--dir"])
         .arg(dir.path())
         .args(["--base-port", &kafka.to_string(), "--internal-base-port", &internal.to_string()])
@@ -38,8 +51,8 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn strom cluster up");
-    let stdout = up.stdout.take().expect("stdout");
+        .expect("spawn strom cluster up"));
+    let stdout = up.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -131,11 +144,11 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
     assert!(!out.status.success(), "executing a plan is refused until reassignment is built");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run"));
 
-    let pid = up.id().to_string();
+    let pid = up.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let started = Instant::now();
     let exit = loop {
-        if let Some(s) = up.try_wait().expect("wait") {
+        if let Some(s) = up.0.try_wait().expect("wait") {
             break s;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "cluster up did not stop");

@@ -26,6 +26,11 @@ pub enum Command {
         rack: Option<String>,
         /// Internal listener address.
         internal_address: String,
+        /// The id of its data directory, made when the directory was first initialised: a
+        /// registration with another one than before is a broker that lost its disk
+        /// (KIP-903). `None` from a log written before storage ids.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storage_id: Option<Uuid>,
     },
     /// Removes a broker from the registry (decommissioning). Refused while it holds replicas.
     UnregisterBroker {
@@ -183,7 +188,12 @@ impl ClusterState {
     /// command leaves the state unchanged.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Applied, Rejected> {
         match command {
-            Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address } => {
+            Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address, storage_id } => {
+                let lost_disk = self
+                    .brokers
+                    .get(node_id)
+                    .and_then(|b| b.storage_id)
+                    .is_some_and(|before| storage_id.is_some_and(|now| now != before));
                 let record = BrokerRecord {
                     node_id: *node_id,
                     incarnation: *incarnation,
@@ -193,11 +203,15 @@ impl ClusterState {
                     rack: rack.clone(),
                     internal_address: internal_address.clone(),
                     fenced: true,
+                    storage_id: *storage_id,
                 };
                 // A re-registration replaces the old one; until the broker is unfenced it is
                 // out of every ISR and leads nothing, as if its old registration were fenced.
                 if self.brokers.contains_key(node_id) {
                     self.fence_replica(*node_id);
+                }
+                if lost_disk {
+                    self.lose_replicas(*node_id);
                 }
                 self.brokers.insert(*node_id, record);
                 Ok(Applied::Registered { epoch: index })
@@ -323,6 +337,7 @@ impl ClusterState {
                 leader,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                last_replica_lost: false,
             });
         }
         Ok(out)
@@ -352,13 +367,29 @@ impl ClusterState {
         }
     }
 
+    /// A broker came back with another data directory (an empty disk, KIP-903): where it was
+    /// the last in-sync replica (fencing keeps the last one), that replica's records are
+    /// gone, so it must never lead the partition back: the partition is marked and stays
+    /// offline (no unclean election) rather than making other replicas truncate to nothing.
+    fn lose_replicas(&mut self, node_id: i32) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.isr == [node_id] && !p.last_replica_lost {
+                    p.last_replica_lost = true;
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
     /// Gives a broker that came back the leadership of every offline partition whose ISR
-    /// holds it (it may hold records no other replica has). Rejoining the ISR of led
-    /// partitions is the leader's decision (it must have caught up), not this one's.
+    /// holds it (it may hold records no other replica has), unless it came back without the
+    /// records ([`Self::lose_replicas`]). Rejoining the ISR of led partitions is the leader's
+    /// decision (it must have caught up), not this one's.
     fn unfence_replica(&mut self, node_id: i32) {
         for t in self.topics.values_mut() {
             for p in &mut t.partitions {
-                if p.leader.is_none() && p.isr.contains(&node_id) {
+                if p.leader.is_none() && p.isr.contains(&node_id) && !p.last_replica_lost {
                     p.leader = Some(node_id);
                     p.leader_epoch += 1;
                     p.partition_epoch += 1;

@@ -41,6 +41,9 @@ pub struct BrokerRecord {
     /// A fenced broker is left out of Metadata and of every ISR, and leads nothing. Brokers
     /// register fenced and are unfenced once they heartbeat having caught up with the log.
     pub fenced: bool,
+    /// Its data directory's id (see [`Command::RegisterBroker`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_id: Option<Uuid>,
 }
 
 /// One partition's replicas and leadership.
@@ -57,6 +60,10 @@ pub struct PartitionRecord {
     pub leader_epoch: i32,
     /// Raised at every change of this record (leader or ISR), as Kafka's partition epoch.
     pub partition_epoch: i32,
+    /// Its last in-sync replica came back without its data (KIP-903): it stays offline
+    /// rather than be led from an empty log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_replica_lost: bool,
 }
 
 impl PartitionRecord {

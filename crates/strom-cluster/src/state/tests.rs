@@ -10,13 +10,19 @@ use uuid::Uuid;
 use super::{Applied, ClusterState, Command, Rejected};
 
 fn register(id: i32) -> Command {
+    register_as(id, Uuid::from_u128(id as u128 + 1), Uuid::from_u128(1000 + id as u128))
+}
+
+/// A registration of node `id` by the process `incarnation` on the data directory `storage`.
+fn register_as(id: i32, incarnation: Uuid, storage: Uuid) -> Command {
     Command::RegisterBroker {
         node_id: id,
-        incarnation: Uuid::from_u128(id as u128 + 1),
+        incarnation,
         host: "127.0.0.1".into(),
         port: 9000 + id,
         rack: None,
         internal_address: format!("127.0.0.1:{}", 19000 + id),
+        storage_id: Some(storage),
     }
 }
 
@@ -115,6 +121,32 @@ fn a_restart_registers_anew_and_the_old_epoch_is_stale() {
     ));
     s.apply(203, &Command::UnfenceBroker { node_id: 1, epoch: 201 }).expect("unfence");
     assert_eq!(s.topics["t"].partitions[0].leader, Some(1));
+}
+
+#[test]
+fn a_last_replica_back_with_an_empty_disk_does_not_lead_again() {
+    let mut s = three_live_brokers();
+    // "solo" has one replica, on 3; "shared" three.
+    run(&mut s, &[create("solo", vec![vec![3]]), create("shared", vec![vec![3, 1, 2]])]);
+    let fence = Command::FenceBroker { node_id: 3, epoch: s.brokers[&3].epoch };
+    run(&mut s, &[fence]);
+    assert_eq!(s.topics["solo"].partitions[0].leader, None, "offline while its only replica is down");
+    assert_eq!(s.topics["solo"].partitions[0].isr, vec![3], "the last member stays in the ISR");
+    // Node 3 comes back on a new data directory (same id): it must not lead "solo" from an
+    // empty log; with its old directory it would.
+    let mut again = s.clone();
+    let same_disk = register_as(3, Uuid::from_u128(77), Uuid::from_u128(1003));
+    let new_disk = register_as(3, Uuid::from_u128(78), Uuid::from_u128(2003));
+    for (state, register, leads) in [(&mut again, same_disk, true), (&mut s, new_disk, false)] {
+        run(state, &[register]);
+        let epoch = state.brokers[&3].epoch;
+        run(state, &[Command::UnfenceBroker { node_id: 3, epoch }]);
+        let solo = &state.topics["solo"].partitions[0];
+        assert_eq!(solo.leader.is_some(), leads, "{solo:?}");
+        assert_eq!(solo.last_replica_lost, !leads);
+        let shared = &state.topics["shared"].partitions[0];
+        assert!(!shared.isr.contains(&3), "a re-registered broker rejoins the ISR only by catching up");
+    }
 }
 
 #[test]

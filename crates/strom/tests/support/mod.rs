@@ -163,13 +163,24 @@ impl RawConn {
         RawConn { stream, next_correlation: 1 }
     }
 
-    /// Writes raw bytes.
-    pub fn write_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
+    /// Wraps a connected socket (its timeouts as the caller set them).
+    pub fn from_stream(stream: TcpStream) -> RawConn {
+        RawConn { stream, next_correlation: 1 }
     }
 
-    /// Encodes and sends a request; returns its correlation id.
-    pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+    /// [`RawConn::call`] that reports a broken connection or a bad answer instead of
+    /// panicking (for talking to brokers a test is faulting).
+    pub fn try_call<R: Request>(&mut self, version: i16, req: &R) -> Result<R::Response, String> {
+        let id = self.send_checked(version, req).map_err(|e| e.to_string())?;
+        let hv = R::Response::header_version(version);
+        let (cid, mut body) = self.recv_frame(hv).map_err(|e| e.to_string())?;
+        if cid != id {
+            return Err(format!("correlation id {cid}, expected {id}"));
+        }
+        R::Response::decode(&mut body, version).map_err(|e| e.to_string())
+    }
+
+    fn send_checked<R: Request>(&mut self, version: i16, req: &R) -> std::io::Result<i32> {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let header = RequestHeader::default()
@@ -177,15 +188,24 @@ impl RawConn {
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-        let hv = R::header_version(version);
         let mut body = BytesMut::new();
-        header.encode(&mut body, hv).expect("encode header");
-        req.encode(&mut body, version).expect("encode body");
+        header.encode(&mut body, R::header_version(version)).map_err(std::io::Error::other)?;
+        req.encode(&mut body, version).map_err(std::io::Error::other)?;
         let mut frame = BytesMut::with_capacity(body.len() + 4);
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
-        self.write_raw(&frame);
-        correlation_id
+        self.stream.write_all(&frame)?;
+        Ok(correlation_id)
+    }
+
+    /// Writes raw bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Encodes and sends a request; returns its correlation id.
+    pub fn send<R: Request>(&mut self, version: i16, req: &R) -> i32 {
+        self.send_checked(version, req).expect("sending a request")
     }
 
     /// Reads one response frame: `(correlation id, body after the header)`.
