@@ -16,7 +16,12 @@ All in one run, on fresh temporary data directories, the load generator sharing 
    in-sync follower has fsynced the batch and reported it, so this latency bounds the
    replication lag from above; and the followers' `strom_replica_lag_offsets` sampled
    every 100 ms meanwhile (max);
-3. leader failover, FAILOVERS times: kill -9 of the leader of a 1-partition RF=3 topic, then
+3. catch-up: a follower is killed, CATCHUP_GIB GiB are produced to a 4-partition RF=3
+   topic without it (16 KiB messages, acks=1), then it restarts while a light produce load
+   (256 B, 5,000 msg/s, acks=all) goes on: the time until it is back in every ISR, and the
+   rate that makes (bytes it was behind / time); compared with the disk's sequential write
+   bandwidth measured in the same run (1 GiB, 1 MiB writes, one fdatasync at the end);
+4. leader failover, FAILOVERS times: kill -9 of the leader of a 1-partition RF=3 topic, then
    how long until an acks=all Produce (raw Kafka protocol, a fresh connection to each
    survivor in turn, every 10 ms) succeeds through the new leader; the node restarts on its
    data and rejoins the ISR before the next run.
@@ -180,7 +185,53 @@ def single_node(root, parts, duration):
         os.remove(ready)
 
 
-def cluster_run(root, parts, duration, half_load, failovers):
+def disk_write_bandwidth(root, gib):
+    """Sequential write of `gib` GiB in 1 MiB writes plus one fdatasync, in bytes/s."""
+    path = os.path.join(root, "disk-probe")
+    block = os.urandom(1 << 20)
+    t0 = time.time()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for _ in range(int(gib * 1024)):
+            os.write(fd, block)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.time() - t0
+    os.remove(path)
+    return gib * (1 << 30) / elapsed
+
+
+def catch_up(c, bootstrap, gib):
+    topic = "catchup"
+    subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", "4", "-r", "3", topic], check=True,
+                   stdout=subprocess.DEVNULL)
+    wait_state(c.addr(1), topic, lambda l, isr: l > 0 and isr == [1, 2, 3], "a full ISR")
+    lagging = 3
+    c.kill9(lagging)
+    wait_state(c.addr(1), topic, lambda l, isr: l > 0 and lagging not in isr, "the ISR without the killed follower")
+    messages = int(gib * (1 << 30) / 16384)
+    out = subprocess.run([BIN, "bench", "-b", bootstrap, "--topic", topic, "--concurrency", "64",
+                          "--message-size", "16384", "--acks", "1", "--messages", str(messages), "--json"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"strom bench (fill) failed: {out.stderr[-2000:]}")
+    load = subprocess.Popen([BIN, "bench", "-b", bootstrap, "--topic", topic, "--concurrency", "16",
+                             "--message-size", "256", "--acks", "all", "--rate", "5000", "--duration", "600s",
+                             "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        c.start(lagging)
+        wait_state(c.addr(1), topic, lambda l, isr: l > 0 and isr == [1, 2, 3], "the follower back in every ISR",
+                   deadline_s=600)
+        elapsed = time.time() - t0
+    finally:
+        load.terminate()
+        load.wait()
+    return messages * 16384, elapsed
+
+
+def cluster_run(root, parts, duration, half_load, failovers, catchup_gib=0):
     c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"))
     os.makedirs(c.root)
     results = {"throughput": {}}
@@ -212,6 +263,8 @@ def cluster_run(root, parts, duration, half_load, failovers):
             stop.set()
             t.join()
             results["half_lag_offsets_max"] = max(lag) if lag else None
+        if catchup_gib:
+            results["catchup"] = catch_up(c, bootstrap, catchup_gib)
         if failovers:
             topic = "failover"
             code = bc.create_topic(bc.Conn(c.addr(1)), topic, partitions=1, replication_factor=3)
@@ -242,17 +295,24 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--failovers", type=int, default=20)
+    ap.add_argument("--catchup-gib", type=float, default=1.0)
+    ap.add_argument("--only-catchup", action="store_true", help="skip the throughput and failover parts")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="strom-bench-replication-")
     parts = [1, 64]
     keys = [(n, policy) for policy, _ in POLICIES for n in parts]
     rows, single, clustered = [], {k: [] for k in keys}, {k: [] for k in keys}
-    half = failover = lag = None
+    half = failover = lag = catchup = None
     try:
+        if args.only_catchup:
+            args.rounds = 0
+            cl = cluster_run(root, [], args.duration, False, 0, args.catchup_gib)
+            catchup = cl.get("catchup")
         for rnd in range(args.rounds):
             s = single_node(root, parts, args.duration)
             last = rnd == args.rounds - 1
-            cl = cluster_run(root, parts, args.duration, last, args.failovers if last else 0)
+            cl = cluster_run(root, parts, args.duration, last, args.failovers if last else 0,
+                             args.catchup_gib if last else 0)
             for k in keys:
                 single[k].append(s[k])
                 clustered[k].append(cl["throughput"][k])
@@ -261,8 +321,18 @@ def main():
                                  r["produce_latency"]["p50_ms"], r["produce_latency"]["p99_ms"]))
             if last:
                 half, failover, lag = cl.get("half"), cl.get("failover"), cl.get("half_lag_offsets_max")
+                catchup = cl.get("catchup")
+        disk = disk_write_bandwidth(root, args.catchup_gib) if catchup else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if catchup:
+        behind, secs = catchup
+        rate = behind / secs
+        print(f"catch-up: a follower {behind / (1 << 30):.2f} GiB behind (4 partitions) back in every ISR after "
+              f"{secs:.1f} s while 5,000 msg/s went on: {rate / 1e6:.0f} MB/s; the disk's sequential write "
+              f"bandwidth in this run: {disk / 1e6:.0f} MB/s; ratio {rate / disk:.0%}\n")
+    if not rows:
+        return
     print("| round | setup | partitions | flush.policy | msg/s | p50 ms | p99 ms |\n|---|---|---:|---|---:|---:|---:|")
     for rnd, name, n, policy, rate, p50, p99 in rows:
         print(f"| {rnd} | {name} | {n} | {policy} | {rate:,.0f} | {p50} | {p99} |")
