@@ -119,6 +119,7 @@ impl ReplicaFetchers {
                     let task = FetchLoop {
                         config: self.config,
                         logs: self.logs.clone(),
+                        followed_start: HashMap::new(),
                         leader,
                         partitions: f.partitions.subscribe(),
                         address: f.address.subscribe(),
@@ -141,6 +142,9 @@ fn same_partitions(a: &Followed, b: &Followed) -> bool {
 struct FetchLoop {
     config: FetcherConfig,
     logs: strom_log::LogManager,
+    /// The leader log start each partition last followed (so a start that falls inside one
+    /// of our segments is not retried at every fetch).
+    followed_start: HashMap<(String, i32), i64>,
     leader: i32,
     partitions: watch::Receiver<Followed>,
     address: watch::Receiver<Option<String>>,
@@ -301,13 +305,15 @@ impl FetchLoop {
     /// append is durable here (they share the journal round), then the leader's high
     /// watermark. Returns whether any partition was served.
     async fn apply(
-        &self,
+        &mut self,
         parts: &Followed,
         sent: &HashMap<(String, i32), i32>,
         response: kafka_protocol::messages::FetchResponse,
     ) -> bool {
         let mut served = false;
         let mut appended: Vec<(Arc<Partition>, i64, i64)> = Vec::new();
+        // Partitions whose leader's log now starts after ours (its retention ran).
+        let mut trimmed: Vec<(Arc<Partition>, i64)> = Vec::new();
         // Every partition's append joins one journal round (as a produce request's do).
         let mut hold = self.logs.hold_commits();
         for topic in response.responses {
@@ -329,6 +335,12 @@ impl FetchLoop {
                     continue;
                 }
                 served = true;
+                if pd.log_start_offset > p.log().log_start_offset()
+                    && self.followed_start.get(&key) != Some(&pd.log_start_offset)
+                {
+                    self.followed_start.insert(key.clone(), pd.log_start_offset);
+                    trimmed.push((p.clone(), pd.log_start_offset));
+                }
                 let d = &pd.diverging_epoch;
                 if d.epoch >= 0 || d.end_offset >= 0 {
                     // A truncation journals a record of its own: release the round first.
@@ -358,6 +370,20 @@ impl FetchLoop {
             }
         }
         drop(hold);
+        if !trimmed.is_empty() {
+            // The leader no longer holds what lies before its log start: neither need we
+            // (whole segments only, as the leader's retention deletes them).
+            let done = tokio::task::spawn_blocking(move || {
+                for (p, start) in trimmed {
+                    if let Err(e) = p.log().delete_segments_before(start) {
+                        warn!(topic = p.topic(), partition = p.index(), error = %e, "could not follow the leader's log start");
+                    }
+                }
+            });
+            if let Err(e) = done.await {
+                warn!(error = %e, "following the leader's log start did not finish");
+            }
+        }
         for (p, end, hw) in appended {
             if let Err(e) = p.log().wait_durable(end - 1).await {
                 warn!(topic = p.topic(), partition = p.index(), error = %e, "replicated batches did not become durable");
