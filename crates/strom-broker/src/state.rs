@@ -317,7 +317,10 @@ impl BrokerState {
     /// Points the replica fetchers at the current leaders of the partitions this broker
     /// follows (a no-op on a single node, which follows nothing).
     pub(crate) fn refresh_fetchers(&self) {
-        if self.cluster.is_none() {
+        let Some(node) = &self.cluster else { return };
+        // Not before this process's registration is in: until then the metadata may still
+        // count this broker's previous run (and its data) in ISRs.
+        if node.broker_status().borrow().epoch.is_none() {
             return;
         }
         let held: Vec<Arc<Partition>> =
@@ -415,12 +418,22 @@ impl BrokerState {
     /// there, logged, so indexes never shift; the next startup's reconciliation creates it.
     fn publish_partitions(&self, topic: &str) {
         let me = self.node_id();
+        // Until this process's registration is in and unfenced, the metadata may still show
+        // its previous run leading (with data this run may not have: a replaced disk): it
+        // leads nothing until then, so no producer writes to it and no follower truncates to it.
+        let active = self.cluster.as_ref().is_none_or(|node| {
+            let s = node.broker_status().borrow().clone();
+            s.epoch.is_some() && !s.fenced
+        });
         let held = self.partitions.topic(topic);
         let min_insync = self.metadata.topic(topic).map_or(self.config.log.min_insync_replicas, |t| {
             topic_config::min_insync_replicas(&self.config.log, &t.configs)
         });
         let mut list = Vec::new();
-        for meta in self.metadata.partitions(topic) {
+        for mut meta in self.metadata.partitions(topic) {
+            if !active && meta.leader == Some(me) {
+                meta.leader = None;
+            }
             let index = meta.partition;
             if !meta.replicas.contains(&me) {
                 list.push(None);

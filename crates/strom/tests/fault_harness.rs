@@ -12,8 +12,10 @@
 //! - a power cut of every node at once (all three killed, all unsynced writes dropped):
 //!   `acks=all` means "fsynced on every in-sync replica", so even this loses nothing
 //!   acknowledged;
-//! - a node that comes back with an empty disk (killed, its data directory wiped, restarted):
-//!   it registers with a new storage id, is in no ISR, and catches up from nothing.
+//! - a node that comes back with an empty data disk (killed, its data directory wiped but for
+//!   the Raft metadata, restarted): it registers with a new storage id, is in no ISR, and
+//!   catches up from nothing. (A voter that loses its Raft state as well needs a quorum
+//!   membership change, which is not built; see the README.)
 //!
 //! One fault at a time; after each the harness waits until every partition has a leader and
 //! a full ISR again. Then a checker verifies, in Jepsen's terms: no lost write (every
@@ -22,8 +24,9 @@
 //! consumer saw each partition's offsets in order, one after another), and no record a
 //! consumer saw that later vanished.
 //!
-//! `STROM_FAULT_STEPS` (default 7: each kind of fault once) and `STROM_FAULT_SEED` choose the run; CI runs the short
-//! default. Without `ip netns` (not root) the nodes run on loopback and the isolation fault
+//! `STROM_FAULT_STEPS` (default 7: each kind of fault once) and `STROM_FAULT_SEED` choose the
+//! run; CI runs the short default. `STROM_FAULT_FAST_RESTARTS=1` restarts dead nodes without
+//! waiting for the cluster to fence them. Without `ip netns` (not root) the nodes run on loopback and the isolation fault
 //! is left out, which the output says.
 
 mod support;
@@ -40,7 +43,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use strom_faultfs::{CutMode, FaultFs};
-use support::{RawConn, create_replicated_topic, producer};
+use support::{RawConn, Rng, create_replicated_topic, env_u64, partition_view, producer};
 
 const TOPIC: &str = "jepsen";
 const PARTITIONS: i32 = 3;
@@ -48,26 +51,6 @@ const NODES: usize = 3;
 /// Three brokers, two clients and the test share two cores; a restart after a power cut
 /// replays a journal.
 const HEAL_DEADLINE: Duration = Duration::from_secs(120);
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// SplitMix64: the schedule is a function of the seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn run(cmd: &[&str]) -> Result<(), String> {
     let out = Command::new(cmd[0]).args(&cmd[1..]).output().map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
@@ -252,6 +235,23 @@ impl Node {
         self.paused = false;
     }
 
+    /// Deletes everything in the data directory but the Raft metadata (`raft/`): a broker
+    /// whose data disk was lost and replaced (KIP-903's case). A voter that lost its Raft
+    /// state too is another matter (a quorum membership change, KIP-853's), not built.
+    fn wipe_partition_data(&self) {
+        for entry in std::fs::read_dir(self.data_dir()).expect("reading the data directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.file_name().is_some_and(|n| n == "raft") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("wiping a partition directory");
+            } else {
+                std::fs::remove_file(&path).expect("wiping a file");
+            }
+        }
+    }
+
     /// kill -9, then the power cut (retried while the dead process's files are still open).
     fn power_cut(&mut self, mode: CutMode) {
         self.kill9();
@@ -272,7 +272,12 @@ struct Cluster {
     nodes: Vec<Node>,
     voters: String,
     net: Option<Net>,
-    _root: tempfile::TempDir,
+    /// Kept (and named) if the test fails, for the nodes' logs.
+    root: Option<tempfile::TempDir>,
+    /// `STROM_FAULT_FAST_RESTARTS=1`: restart a dead node without waiting for the cluster to
+    /// fence it first (its new registration is refused until the old session expires; the
+    /// next fault may come before it rejoined).
+    fast_restarts: bool,
 }
 
 impl Cluster {
@@ -302,7 +307,8 @@ impl Cluster {
         }
         let voters =
             nodes.iter().map(|n| format!("{}@{}:{}", n.id, n.host, n.internal_port)).collect::<Vec<_>>().join(",");
-        let mut c = Cluster { nodes, voters, net, _root: root };
+        let fast_restarts = env_u64("STROM_FAULT_FAST_RESTARTS", 0) == 1;
+        let mut c = Cluster { nodes, voters, net, root: Some(root), fast_restarts };
         for i in 0..NODES {
             c.start_node(i);
         }
@@ -327,11 +333,10 @@ impl Cluster {
         let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
         let mut conn = RawConn::from_stream(stream);
-        let req = MetadataRequest::default().with_topics(topics.map(|t| {
-            vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(
-                kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(t.to_string())),
-            ))]
-        }));
+        let req = match topics {
+            Some(t) => support::topic_metadata_request(t),
+            None => MetadataRequest::default().with_topics(None),
+        };
         conn.try_call(9, &req).ok()
     }
 
@@ -346,7 +351,7 @@ impl Cluster {
 
     /// (leader, ISR) of every partition of the topic as the first node that answers says.
     fn partitions(&self) -> Option<PartitionView> {
-        self.nodes.iter().find_map(|n| self.metadata(n, Some(TOPIC)).and_then(|m| partition_view(&m)))
+        self.nodes.iter().find_map(|n| self.metadata(n, Some(TOPIC)).and_then(|m| partition_view(&m, TOPIC)))
     }
 
     /// Waits until every partition has a leader and all three replicas in sync, as every
@@ -375,7 +380,24 @@ impl Cluster {
         if m.brokers.len() != NODES {
             return None;
         }
-        partition_view(&m)
+        partition_view(&m, TOPIC)
+    }
+
+    /// Waits until the cluster has fenced the dead node `victim` (it is in no ISR), so that
+    /// its restart is a new registration and the heal that follows a real rejoin.
+    fn wait_out_of_isr(&self, victim: usize) {
+        if self.fast_restarts {
+            return;
+        }
+        let started = Instant::now();
+        let v = victim as i32;
+        loop {
+            if self.partitions().is_some_and(|s| s.iter().all(|(_, isr)| !isr.contains(&v))) {
+                return;
+            }
+            assert!(started.elapsed() < HEAL_DEADLINE, "node {victim} was never fenced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn leader_of(&self, partition: usize) -> Option<usize> {
@@ -387,26 +409,15 @@ impl Cluster {
 /// (leader, sorted ISR) per partition, in partition order.
 type PartitionView = Vec<(i32, Vec<i32>)>;
 
-/// (leader, sorted ISR) of every partition of the topic in a Metadata answer.
-fn partition_view(m: &kafka_protocol::messages::MetadataResponse) -> Option<PartitionView> {
-    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|x| x.0.as_str() == TOPIC))?;
-    let mut out: Vec<(i32, i32, Vec<i32>)> = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
-            isr.sort_unstable();
-            (p.partition_index, p.leader_id.0, isr)
-        })
-        .collect();
-    out.sort();
-    Some(out.into_iter().map(|(_, l, isr)| (l, isr)).collect())
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         for n in &mut self.nodes {
             n.kill9();
+        }
+        if std::thread::panicking() {
+            if let Some(root) = self.root.take() {
+                eprintln!("fault harness: the nodes' logs are kept in {}", root.keep().display());
+            }
         }
     }
 }
@@ -518,6 +529,7 @@ async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
             0 => {
                 c.nodes[victim - 1].kill9();
                 tokio::time::sleep(hold).await;
+                c.wait_out_of_isr(victim);
                 c.start_node(victim - 1);
                 format!("kill -9 of node {victim}, restarted after {hold:?}")
             }
@@ -529,12 +541,14 @@ async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
             }
             2 => {
                 c.nodes[victim - 1].power_cut(CutMode::DropAll);
+                c.wait_out_of_isr(victim);
                 c.start_node(victim - 1);
                 format!("power cut of node {victim} (every unsynced write dropped)")
             }
             3 => {
                 let cut_seed = rng.next();
                 c.nodes[victim - 1].power_cut(CutMode::KeepPrefix { seed: cut_seed });
+                c.wait_out_of_isr(victim);
                 c.start_node(victim - 1);
                 format!("power cut of node {victim} (a seeded prefix of unsynced writes kept, the last torn)")
             }
@@ -549,9 +563,10 @@ async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
             }
             5 => {
                 c.nodes[victim - 1].kill9();
-                std::fs::remove_dir_all(c.nodes[victim - 1].data_dir()).expect("wiping the data directory");
+                c.nodes[victim - 1].wipe_partition_data();
+                c.wait_out_of_isr(victim);
                 c.start_node(victim - 1);
-                format!("node {victim} back with an empty disk")
+                format!("node {victim} back with an empty data disk")
             }
             _ => {
                 let net = c.net.as_ref().expect("isolation needs the namespaces");

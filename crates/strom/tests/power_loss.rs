@@ -26,26 +26,10 @@ use rdkafka::producer::FutureRecord;
 use strom_faultfs::{CutMode, FaultFs};
 
 use common::TestBroker;
-use support::{consume_all, create_topic, producer};
+use support::{Rng, consume_all, create_topic, env_u64, producer};
 
 const TOPIC: &str = "power";
 const PARTITIONS: i32 = 16;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// SplitMix64, so a run is chosen by its seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// Mounts the power-loss filesystem; fails (never skips) where it cannot run.
 pub fn mount_faultfs(root: &std::path::Path) -> FaultFs {

@@ -425,6 +425,27 @@ impl Partition {
                     return Ok((ReplicaFetch::Diverging { epoch, end_offset }, None));
                 }
             }
+            // An in-sync follower's durable end never falls below the high watermark (what it
+            // reported was fsynced; only an uncommitted tail is ever truncated). One that asks
+            // from below it lost committed records (a replaced disk): out of the ISR at once,
+            // before anything could elect it.
+            let hw = self.log.high_watermark();
+            if st.leadership.isr.contains(&follower) && fetch_offset < hw && follower != st.leadership.me {
+                let shrunk: Vec<i32> = st.leadership.isr.iter().copied().filter(|r| *r != follower).collect();
+                tracing::warn!(
+                    topic = self.topic(),
+                    partition = self.index(),
+                    follower,
+                    fetch_offset,
+                    high_watermark = hw,
+                    "an in-sync follower fetches from below the high watermark (it lost records); removing it from the ISR"
+                );
+                let change = (!st.isr_change_pending && !shrunk.is_empty()).then(|| {
+                    st.isr_change_pending = true;
+                    self.isr_change(&st.leadership, shrunk)
+                });
+                return Ok((ReplicaFetch::Read, change));
+            }
             st.followers.record_fetch(follower, fetch_offset, leo, now);
             if st.isr_change_pending {
                 None

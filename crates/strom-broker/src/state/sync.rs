@@ -155,6 +155,9 @@ impl BrokerState {
     /// store reports (a cluster's committed metadata); nothing for the single-node store.
     pub fn start_metadata_watch(self: &Arc<Self>) {
         let Some(mut changes) = self.metadata.changes() else { return };
+        // This broker's own registration matters too: it leads and follows only once its
+        // registration is in and unfenced (see `publish_partitions`).
+        let mut status = self.cluster.as_ref().map(|node| node.broker_status());
         let state = Arc::downgrade(self);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -166,6 +169,12 @@ impl BrokerState {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         changed = changes.changed() => if changed.is_err() { return },
+                        changed = async {
+                            match status.as_mut() {
+                                Some(s) => s.changed().await,
+                                None => std::future::pending().await,
+                            }
+                        } => if changed.is_err() { status = None },
                     }
                 }
                 first = false;

@@ -125,13 +125,7 @@ impl PartitionLog {
         let st = self.lock()?;
         self.check_writable(&st)?;
         let end = st.next_offset;
-        let mut skip = 0;
-        while let Some(h) = BatchHeader::parse(&records[skip..]) {
-            if h.last_offset() >= end || skip + h.total_len() > records.len() {
-                break;
-            }
-            skip += h.total_len();
-        }
+        let skip = held_prefix(records, end);
         if skip >= records.len() {
             return Ok(end);
         }
@@ -180,13 +174,7 @@ impl PartitionLog {
         let mut st = self.lock()?;
         self.check_writable(&st)?;
         let end = st.next_offset;
-        let mut skip = 0;
-        while let Some(h) = crate::batch::BatchHeader::parse(&records[skip..]) {
-            if h.last_offset() >= end || skip + h.total_len() > records.len() {
-                break;
-            }
-            skip += h.total_len();
-        }
+        let skip = held_prefix(records, end);
         if skip == records.len() {
             return Ok(0);
         }
@@ -412,6 +400,19 @@ fn check_sequences(
         }
     }
     Ok(None)
+}
+
+/// Bytes at the start of `records` taken by whole batches that end below `end` (the log
+/// already holds them): what a replay or a replicated append skips.
+fn held_prefix(records: &[u8], end: i64) -> usize {
+    let mut skip = 0;
+    while let Some(h) = BatchHeader::parse(&records[skip..]) {
+        if h.last_offset() >= end || skip + h.total_len() > records.len() {
+            break;
+        }
+        skip += h.total_len();
+    }
+    skip
 }
 
 fn write_all_vectored(file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {

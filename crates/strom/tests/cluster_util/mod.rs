@@ -85,40 +85,13 @@ pub fn metadata(bootstrap: &str) -> (Vec<i32>, i32) {
 
 /// Partition -> leader of `topic`, as `bootstrap` reports it.
 pub fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
-    let mut c = RawConn::connect(bootstrap);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(
-            kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())),
-        )),
-    ]));
-    let m = c.call(9, &req);
-    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("topic listed");
-    let mut out: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
-    out.sort();
-    out.into_iter().map(|(_, l)| l).collect()
+    partition_state(bootstrap, topic).into_iter().map(|(l, _)| l).collect()
 }
 
 /// Partition -> (leader, ISR) of `topic`, as `bootstrap` reports it.
 pub fn partition_state(bootstrap: &str, topic: &str) -> Vec<(i32, Vec<i32>)> {
-    let mut c = RawConn::connect(bootstrap);
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(
-            kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())),
-        )),
-    ]));
-    let m = c.call(9, &req);
-    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("topic listed");
-    let mut out: Vec<(i32, i32, Vec<i32>)> = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
-            isr.sort_unstable();
-            (p.partition_index, p.leader_id.0, isr)
-        })
-        .collect();
-    out.sort();
-    out.into_iter().map(|(_, l, isr)| (l, isr)).collect()
+    let m = RawConn::connect(bootstrap).call(9, &crate::support::topic_metadata_request(topic));
+    crate::support::partition_view(&m, topic).expect("topic listed")
 }
 
 /// Polls `bootstrap` until every partition of `topic` satisfies `ok(leader, isr)`; returns

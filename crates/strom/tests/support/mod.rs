@@ -148,6 +148,56 @@ pub async fn send(p: &FutureProducer, topic: &str, key: &[u8], value: &[u8]) -> 
     (delivery.partition, delivery.offset)
 }
 
+/// A Metadata request for one topic.
+pub fn topic_metadata_request(topic: &str) -> kafka_protocol::messages::MetadataRequest {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default()
+            .with_name(Some(kafka_protocol::messages::TopicName(StrBytes::from_string(topic.to_string())))),
+    ]))
+}
+
+/// (leader, sorted ISR) of each partition of `topic` in a Metadata answer, in partition
+/// order; `None` if the answer does not list the topic.
+pub fn partition_view(m: &kafka_protocol::messages::MetadataResponse, topic: &str) -> Option<Vec<(i32, Vec<i32>)>> {
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+    let mut out: Vec<(i32, i32, Vec<i32>)> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            isr.sort_unstable();
+            (p.partition_index, p.leader_id.0, isr)
+        })
+        .collect();
+    out.sort();
+    Some(out.into_iter().map(|(_, l, isr)| (l, isr)).collect())
+}
+
+/// The value of environment variable `name`, or `default` if unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// SplitMix64: a test's random choices as a function of its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// A blocking raw-protocol connection.
 pub struct RawConn {
     /// The socket.
