@@ -154,19 +154,19 @@ impl Partition {
     ///
     /// The epoch cache is the partition's checkpoint file where there is one (entries past
     /// the log end are dropped: they began after what a crash kept). Without one (a data
-    /// directory from before replication, where every batch was written at the one epoch
-    /// its metadata records) it starts with the current epoch at the log start. A replicated
+    /// directory from before replication, or a follower whose epochs never changed) it is
+    /// rebuilt from the leader epochs the log's batches carry, and written. A replicated
     /// partition's high watermark starts at the log start: only the in-sync replicas'
     /// reports may raise it (after a restart the log end may hold records no other replica
     /// has, which consumers must not see yet).
     pub fn open(me: i32, log: PartitionLog, meta: &PartitionMeta, min_insync: i32) -> Arc<Partition> {
         let leadership = Leadership::from_meta(me, meta);
-        let epochs = match read_checkpoint(&checkpoint_path(&log)) {
+        let (epochs, scanned) = match read_checkpoint(&checkpoint_path(&log)) {
             Some(mut c) => {
                 c.truncate_from(log.log_end_offset() + 1);
-                c
+                (c, false)
             }
-            None => LeaderEpochCache::starting(leadership.leader_epoch, log.log_start_offset()),
+            None => (scan_epochs(&log, leadership.leader_epoch), true),
         };
         if meta.replicas.len() > 1 && !log.is_replicated() {
             log.set_replicated(true);
@@ -191,7 +191,7 @@ impl Partition {
                 true
             }
         };
-        if became_leader_now {
+        if became_leader_now || scanned {
             p.persist_epochs();
         }
         p.start_hw_task_if_replicated();
@@ -641,6 +641,39 @@ impl Partition {
             }
         });
     }
+}
+
+/// The epoch cache rebuilt from the log itself: each epoch at the first batch that carries it
+/// (one pass over the batches; only when no checkpoint exists). An empty log gets
+/// `current_epoch` at its start.
+fn scan_epochs(log: &PartitionLog, current_epoch: i32) -> LeaderEpochCache {
+    let mut cache: Option<LeaderEpochCache> = None;
+    let mut next = log.log_start_offset();
+    let end = log.log_end_offset();
+    while next < end {
+        let Ok(read) = log.read(next, 1 << 20, strom_log::ReadBound::LogEnd) else { break };
+        if read.records.is_empty() {
+            break;
+        }
+        let mut at = 0;
+        let mut last = next;
+        while let Some(h) = BatchHeader::parse(&read.records[at..]) {
+            if at + h.total_len() > read.records.len() {
+                break;
+            }
+            match cache.as_mut() {
+                Some(c) => c.assign(h.partition_leader_epoch, h.base_offset),
+                None => cache = Some(LeaderEpochCache::starting(h.partition_leader_epoch, log.log_start_offset())),
+            }
+            last = h.last_offset() + 1;
+            at += h.total_len();
+        }
+        if last <= next {
+            break;
+        }
+        next = last;
+    }
+    cache.unwrap_or_else(|| LeaderEpochCache::starting(current_epoch, log.log_start_offset()))
 }
 
 fn checkpoint_path(log: &PartitionLog) -> PathBuf {
