@@ -62,9 +62,27 @@ start_broker() {
 }
 
 # A free 127.0.0.1 port (bound and released: the internal listeners' addresses must be known
-# before any node starts, as every node's voter list names them).
+# before any node starts, as every node's voter list names them). Taken below the kernel's
+# ephemeral range, so that no outgoing connection (the nodes' own, between picking and
+# binding) can be handed the same port.
 pick_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(max(1024, low - 12000), low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+'
 }
 
 # Starts (or restarts, on the same data directories and internal ports) an N-node cluster;
