@@ -147,12 +147,7 @@ impl PartitionLog {
             }
             expected = b.header.last_offset() + 1;
         }
-        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
-        self.maybe_roll(&mut st, total, now)?;
-        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.bytes)).collect();
-        self.write_active(&mut st, &mut slices, total)?;
-        let headers: Vec<_> = batches.iter().map(|b| b.header).collect();
-        self.record_appended(&mut st, &headers, total, now);
+        self.write_as_stored(&mut st, &batches, now)?;
         let stored = batches
             .into_iter()
             .map(|b| {
@@ -193,13 +188,20 @@ impl PartitionLog {
             }
             expected = b.header.last_offset() + 1;
         }
-        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
-        self.maybe_roll(&mut st, total, now)?;
-        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.bytes)).collect();
-        self.write_active(&mut st, &mut slices, total)?;
-        let headers: Vec<_> = batches.iter().map(|b| b.header).collect();
-        self.record_appended(&mut st, &headers, total, now);
+        self.write_as_stored(&mut st, &batches, now)?;
         Ok(batches.len())
+    }
+
+    /// Writes batches whose offsets and epochs are already set (a replay, a replicated
+    /// append) byte for byte at the log end, rolling first if need be, and books them.
+    fn write_as_stored(&self, st: &mut State, batches: &[crate::batch::ValidBatch], now: i64) -> Result<()> {
+        let total: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+        self.maybe_roll(st, total, now)?;
+        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(&b.bytes)).collect();
+        self.write_active(st, &mut slices, total)?;
+        let headers: Vec<_> = batches.iter().map(|b| b.header).collect();
+        self.record_appended(st, &headers, total, now);
+        Ok(())
     }
 
     /// Refuses writes to a failed, closed or truncating log.
