@@ -49,6 +49,19 @@ pub struct ClusterSettings {
     /// Replicas per partition of a topic created without a replication factor (Kafka's
     /// `default.replication.factor`), capped at the live brokers. Default: 1.
     pub default_replication_factor: i16,
+    /// Whether the controller moves leaderships back to each partition's preferred replica
+    /// (its first) by itself, as Kafka's `auto.leader.rebalance.enable`. Default: true.
+    pub auto_leader_rebalance: bool,
+    /// How often it checks (Kafka's `leader.imbalance.check.interval.seconds`). Default: 300.
+    pub leader_imbalance_check_interval_s: u64,
+    /// It acts for a broker that does not lead more than this percentage of the partitions
+    /// it is the preferred replica of (`leader.imbalance.per.broker.percentage`). Default: 10.
+    pub leader_imbalance_per_broker_percentage: u32,
+    /// Most bytes per second a replica being added by a reassignment fetches from its leader
+    /// (Kafka's replication throttle), so catch-up traffic cannot starve produce and the
+    /// followers already in sync; 0: no limit. Followers already in the replica set are never
+    /// throttled. Default: 100 MiB/s.
+    pub reassignment_throttle_bytes_per_sec: u64,
 }
 
 impl Default for ClusterSettings {
@@ -66,6 +79,10 @@ impl Default for ClusterSettings {
             snapshot_every: 1000,
             placement: "round-robin".to_string(),
             default_replication_factor: 1,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_s: 300,
+            leader_imbalance_per_broker_percentage: 10,
+            reassignment_throttle_bytes_per_sec: 100 << 20,
         }
     }
 }
@@ -132,6 +149,12 @@ impl ClusterSettings {
         if self.default_replication_factor < 1 {
             return Err(invalid(format!("default_replication_factor {} is below 1", self.default_replication_factor)));
         }
+        if self.leader_imbalance_check_interval_s == 0 || self.leader_imbalance_per_broker_percentage > 100 {
+            return Err(invalid(format!(
+                "leader_imbalance_check_interval_s must be > 0 (is {}) and leader_imbalance_per_broker_percentage at most 100 (is {})",
+                self.leader_imbalance_check_interval_s, self.leader_imbalance_per_broker_percentage
+            )));
+        }
         self.strategy()?;
         Ok(())
     }
@@ -152,6 +175,9 @@ impl ClusterSettings {
         c.snapshot_every = self.snapshot_every;
         c.placement = self.strategy()?;
         c.default_replication_factor = self.default_replication_factor;
+        c.auto_leader_rebalance = self.auto_leader_rebalance;
+        c.leader_imbalance_check_interval = Duration::from_secs(self.leader_imbalance_check_interval_s);
+        c.leader_imbalance_per_broker_percentage = self.leader_imbalance_per_broker_percentage;
         Ok(c)
     }
 }

@@ -195,6 +195,9 @@ api_table! {
     OffsetCommit => api::group_offsets::offset_commit, 2..=9;
     OffsetFetch => api::group_offsets::offset_fetch, 1..=9;
     OffsetDelete => api::group_offsets::offset_delete, 0..=0;
+    ElectLeaders => api::reassignments::elect_leaders, 0..=2;
+    AlterPartitionReassignments => api::reassignments::alter_partition_reassignments, 0..=1;
+    ListPartitionReassignments => api::reassignments::list_partition_reassignments, 0..=0;
 }
 
 /// Every served API key with its version range, in key order (the ApiVersions list).

@@ -87,6 +87,14 @@ pub enum Error {
     /// The metadata store could not finish an operation; nothing was changed (retriable).
     #[error("{0}")]
     MetadataUnavailable(String),
+    /// The cluster refused a partition reassignment or leader election.
+    #[error("{reason}")]
+    PartitionRefused {
+        /// What kind of refusal.
+        kind: strom_meta::PartitionRefusal,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<strom_meta::MetaError> for Error {
@@ -101,6 +109,7 @@ impl From<strom_meta::MetaError> for Error {
             M::Io { context, source } => Error::Io { context, source },
             M::Unavailable(reason) | M::StaleChange(reason) => Error::MetadataUnavailable(reason),
             M::InvalidReplicationFactor { requested, .. } => Error::InvalidReplicationFactor(requested),
+            M::PartitionRefused { kind, reason } => Error::PartitionRefused { kind, reason },
         }
     }
 }
@@ -127,6 +136,17 @@ impl Error {
             Error::InvalidRequest(_) => ResponseError::InvalidRequest,
             Error::MetadataUnavailable(_) => ResponseError::RequestTimedOut,
             Error::Config { .. } => ResponseError::InvalidConfig,
+            Error::PartitionRefused { kind, .. } => {
+                use strom_meta::PartitionRefusal as K;
+                match kind {
+                    K::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+                    K::InvalidReplicaAssignment => ResponseError::InvalidReplicaAssignment,
+                    K::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+                    K::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+                    K::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
+                    K::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
+                }
+            }
             Error::Io { .. } | Error::CorruptMetadata { .. } | Error::ConfigFile { .. } => {
                 ResponseError::KafkaStorageError
             }

@@ -96,6 +96,26 @@ impl ErrorCodes for CreatePartitionsResponse {
     }
 }
 
+impl ErrorCodes for kafka_protocol::messages::AlterPartitionReassignmentsResponse {
+    fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        self.responses.iter().flat_map(|t| &t.partitions).for_each(|p| f(p.error_code));
+    }
+}
+
+impl ErrorCodes for kafka_protocol::messages::ListPartitionReassignmentsResponse {
+    fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+    }
+}
+
+impl ErrorCodes for kafka_protocol::messages::ElectLeadersResponse {
+    fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        self.replica_election_results.iter().flat_map(|t| &t.partition_result).for_each(|p| f(p.error_code));
+    }
+}
+
 impl ErrorCodes for DescribeConfigsResponse {
     fn each_error_code(&self, f: &mut dyn FnMut(i16)) {
         self.results.iter().for_each(|r| f(r.error_code));

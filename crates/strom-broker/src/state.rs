@@ -186,6 +186,10 @@ impl BrokerState {
                 max_wait: std::time::Duration::from_millis(500),
                 partition_max_bytes: config.replica_fetch_max_bytes,
                 response_max_bytes: config.fetch_max_bytes,
+                reassignment_throttle_bytes_per_sec: config
+                    .cluster
+                    .as_ref()
+                    .map_or(0, |c| c.reassignment_throttle_bytes_per_sec),
             },
             logs.clone(),
             shutdown.clone(),

@@ -16,7 +16,7 @@ use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::placement::{self, BrokerSlot, PlacementRequest, Strategy};
@@ -138,6 +138,28 @@ pub enum ControllerRequest {
         /// Its broker epoch.
         epoch: u64,
     },
+    /// Start, replace or (with `target: None`) cancel a reassignment of one partition (Kafka's
+    /// AlterPartitionReassignments). The controller completes it once the added replicas are
+    /// in sync ([`Command::CompleteReassignment`]).
+    Reassign {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The replicas wanted, preferred leader first; `None` cancels.
+        target: Option<Vec<i32>>,
+    },
+    /// Elect a leader for one partition (Kafka's ElectLeaders): the preferred replica (the
+    /// first one) if it is live and in sync, or, with `unclean`, any live replica of an
+    /// offline partition (it may lack acknowledged records: documented as losing data).
+    ElectLeader {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Unclean election (Kafka's election type 1) instead of preferred (type 0).
+        unclean: bool,
+    },
     /// A node that is not a voter joins as a learner: it receives the metadata log.
     Join {
         /// Node id.
@@ -204,6 +226,16 @@ pub enum ControllerError {
     /// A topic name that Kafka does not allow.
     #[error("invalid topic: {0}")]
     InvalidTopic(String),
+    /// The partition already has the leader an election would give it.
+    #[error("{0}: election not needed")]
+    ElectionNotNeeded(String),
+    /// The preferred replica is fenced or out of sync.
+    #[error("{0}: the preferred leader is not available")]
+    PreferredLeaderNotAvailable(String),
+    /// No live replica could lead (an unclean election of a partition that has a leader,
+    /// or none of its replicas is live).
+    #[error("{0}: no eligible leader is available")]
+    EligibleLeadersNotAvailable(String),
     /// Raft failed (storage error, shutting down).
     #[error("raft: {0}")]
     Raft(String),
@@ -221,7 +253,18 @@ pub struct ControllerConfig {
     /// Replicas per partition of a topic created without a replication factor (Kafka's
     /// `default.replication.factor`); capped at the registered brokers.
     pub default_replication_factor: i16,
+    /// Whether the controller moves leadership back to preferred replicas by itself (Kafka's
+    /// `auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance: bool,
+    /// How often it checks (`leader.imbalance.check.interval.seconds`).
+    pub leader_imbalance_check_interval: Duration,
+    /// A broker whose share of its preferred partitions it does not lead exceeds this
+    /// percentage gets them back (`leader.imbalance.per.broker.percentage`).
+    pub leader_imbalance_per_broker_percentage: u32,
 }
+
+/// The topic config that allows unclean leader election (Kafka's name).
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 #[derive(Debug, Default)]
 struct Sessions {
@@ -371,8 +414,54 @@ impl Controller {
             }
             ControllerRequest::AlterPartition { leader, topic, partition, leader_epoch, partition_epoch, isr } => {
                 self.check_isr_change(leader, &topic, partition, leader_epoch, &isr)?;
-                self.propose(Command::ChangePartition { topic, partition, partition_epoch, leader: Some(leader), isr })
-                    .await
+                let reply = self
+                    .propose(Command::ChangePartition {
+                        topic: topic.clone(),
+                        partition,
+                        partition_epoch,
+                        leader: Some(leader),
+                        isr,
+                    })
+                    .await?;
+                // An added replica joining the ISR may be the last one a reassignment waited for.
+                self.complete_reassignment(&topic, partition).await;
+                Ok(reply)
+            }
+            ControllerRequest::Reassign { topic, partition, target } => {
+                // An ISR change may commit between reading the epoch and applying: try again.
+                let mut attempts = 0;
+                let reply = loop {
+                    let partition_epoch = {
+                        let s = self.shared.read();
+                        let p = partition_record(&s.cluster, &topic, partition)?;
+                        if let Some(target) = &target {
+                            if let Some(r) = target.iter().find(|r| !s.cluster.brokers.contains_key(r)) {
+                                return Err(Rejected::UnknownBroker(*r).into());
+                            }
+                        }
+                        p.partition_epoch
+                    };
+                    let command = Command::ReassignPartition {
+                        topic: topic.clone(),
+                        partition,
+                        partition_epoch,
+                        target: target.clone(),
+                    };
+                    attempts += 1;
+                    match self.propose(command).await {
+                        Err(ControllerError::Rejected(Rejected::StalePartitionEpoch { .. })) if attempts < 5 => {
+                            continue;
+                        }
+                        other => break other?,
+                    }
+                };
+                info!(%topic, partition, "partition reassignment changed");
+                // A target already in sync (a pure removal, or a reordering) completes at once.
+                self.complete_reassignment(&topic, partition).await;
+                Ok(reply)
+            }
+            ControllerRequest::ElectLeader { topic, partition, unclean } => {
+                self.elect_leader(&topic, partition, unclean).await
             }
             ControllerRequest::ControlledShutdown { node_id, epoch } => {
                 let reply = self.propose(Command::FenceBroker { node_id, epoch }).await?;
@@ -393,6 +482,153 @@ impl Controller {
                     )?;
                 info!(node_id, %internal_address, "node joined the metadata quorum as a learner");
                 Ok(ControllerReply::Committed { index: resp.log_id.index, applied: Applied::Done })
+            }
+        }
+    }
+
+    /// Proposes the end of `topic`-`partition`'s reassignment if every added replica is in
+    /// sync; otherwise (or if none runs) does nothing. A failure is logged: the next tick of
+    /// [`Controller::run_failure_detector`] tries again.
+    async fn complete_reassignment(&self, topic: &str, partition: i32) {
+        let ready = {
+            let s = self.shared.read();
+            match partition_record(&s.cluster, topic, partition) {
+                Ok(p) if p.reassigning() && p.adding.iter().all(|r| p.isr.contains(r)) => Some(p.partition_epoch),
+                _ => None,
+            }
+        };
+        let Some(partition_epoch) = ready else { return };
+        let command = Command::CompleteReassignment { topic: topic.to_string(), partition, partition_epoch };
+        match self.propose(command).await {
+            Ok(_) => {
+                info!(%topic, partition, "partition reassignment completed");
+                metrics::counter!("strom_cluster_reassignments_completed_total").increment(1);
+            }
+            Err(e) => warn!(%topic, partition, error = %e, "could not complete a partition reassignment yet"),
+        }
+    }
+
+    /// Completes every reassignment whose added replicas are all in sync.
+    async fn complete_reassignments(&self) {
+        let ready: Vec<(String, i32)> = {
+            let s = self.shared.read();
+            s.cluster
+                .topics
+                .iter()
+                .flat_map(|(name, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.reassigning() && p.adding.iter().all(|r| p.isr.contains(r)))
+                        .map(move |(i, _)| (name.clone(), i as i32))
+                })
+                .collect()
+        };
+        for (topic, partition) in ready {
+            self.complete_reassignment(&topic, partition).await;
+        }
+    }
+
+    /// One partition's election (see [`ControllerRequest::ElectLeader`]).
+    async fn elect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        unclean: bool,
+    ) -> Result<ControllerReply, ControllerError> {
+        let at = format!("{topic}-{partition}");
+        let (leader, isr, partition_epoch) = {
+            let s = self.shared.read();
+            let p = partition_record(&s.cluster, topic, partition)?;
+            if unclean {
+                if p.leader.is_some() {
+                    return Err(ControllerError::ElectionNotNeeded(at));
+                }
+                let Some(r) = p.replicas.iter().copied().find(|r| s.cluster.is_live(*r)) else {
+                    return Err(ControllerError::EligibleLeadersNotAvailable(at));
+                };
+                (r, vec![r], p.partition_epoch)
+            } else {
+                let preferred = p.replicas[0];
+                if p.leader == Some(preferred) {
+                    return Err(ControllerError::ElectionNotNeeded(at));
+                }
+                if !p.isr.contains(&preferred) || !s.cluster.is_live(preferred) {
+                    return Err(ControllerError::PreferredLeaderNotAvailable(at));
+                }
+                (preferred, p.isr.clone(), p.partition_epoch)
+            }
+        };
+        if unclean {
+            warn!(%topic, partition, leader, "unclean leader election: the new leader may lack acknowledged records");
+            metrics::counter!("strom_cluster_unclean_elections_total").increment(1);
+        }
+        self.propose(Command::ChangePartition {
+            topic: topic.to_string(),
+            partition,
+            partition_epoch,
+            leader: Some(leader),
+            isr,
+        })
+        .await
+    }
+
+    /// Kafka's automatic leader rebalance: for every broker leading fewer than
+    /// `100 - leader_imbalance_per_broker_percentage` percent of the partitions it is the
+    /// preferred replica of, moves those it is live and in sync for back to it.
+    async fn balance_leaders(&self) {
+        let moves: Vec<(String, i32)> = {
+            let s = self.shared.read();
+            let mut preferred: BTreeMap<i32, (u32, Vec<(String, i32)>)> = BTreeMap::new();
+            for (name, t) in &s.cluster.topics {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    let first = p.replicas[0];
+                    let entry = preferred.entry(first).or_default();
+                    entry.0 += 1;
+                    if p.leader != Some(first) && p.isr.contains(&first) && s.cluster.is_live(first) {
+                        entry.1.push((name.clone(), i as i32));
+                    }
+                }
+            }
+            preferred
+                .into_values()
+                .filter(|(total, off)| {
+                    u64::from(*total) > 0
+                        && (off.len() as u64) * 100
+                            > u64::from(*total) * u64::from(self.config.leader_imbalance_per_broker_percentage)
+                })
+                .flat_map(|(_, off)| off)
+                .collect()
+        };
+        for (topic, partition) in moves {
+            match self.elect_leader(&topic, partition, false).await {
+                Ok(_) => info!(%topic, partition, "leadership moved back to the preferred replica"),
+                Err(e) => debug!(%topic, partition, error = %e, "preferred leader election skipped"),
+            }
+        }
+    }
+
+    /// Elects a live replica for every offline partition of a topic with
+    /// `unclean.leader.election.enable=true`.
+    async fn unclean_elections(&self) {
+        let offline: Vec<(String, i32)> = {
+            let s = self.shared.read();
+            s.cluster
+                .topics
+                .iter()
+                .filter(|(_, t)| t.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v.trim() == "true"))
+                .flat_map(|(name, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.leader.is_none() && p.replicas.iter().any(|r| s.cluster.is_live(*r)))
+                        .map(move |(i, _)| (name.clone(), i as i32))
+                })
+                .collect()
+        };
+        for (topic, partition) in offline {
+            if let Err(e) = self.elect_leader(&topic, partition, true).await {
+                warn!(%topic, partition, error = %e, "unclean leader election failed");
             }
         }
     }
@@ -576,6 +812,7 @@ impl Controller {
     pub async fn run_failure_detector(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leaders_checked = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -632,8 +869,31 @@ impl Controller {
                     Err(e) => warn!(node_id, error = %e, "could not fence a broker"),
                 }
             }
+            self.complete_reassignments().await;
+            self.unclean_elections().await;
+            // Not in the first moments of leading: brokers are still reporting in.
+            if self.config.auto_leader_rebalance
+                && leaders_checked.elapsed() >= self.config.leader_imbalance_check_interval
+                && since.elapsed() >= self.config.session_timeout
+            {
+                leaders_checked = Instant::now();
+                self.balance_leaders().await;
+            }
         }
     }
+}
+
+/// One partition's record, or why there is none.
+fn partition_record<'a>(
+    cluster: &'a crate::state::ClusterState,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a crate::state::PartitionRecord, ControllerError> {
+    let t = cluster.topics.get(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+    usize::try_from(partition)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .ok_or_else(|| ControllerError::Rejected(Rejected::UnknownPartition { topic: topic.to_string(), partition }))
 }
 
 fn check_partitions(count: i32) -> Result<(), ControllerError> {

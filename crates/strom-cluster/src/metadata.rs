@@ -81,6 +81,22 @@ fn meta_error(topic: &str, e: ControllerError) -> MetaError {
     }
 }
 
+/// A controller refusal of a reassignment or election, as the broker reports it.
+fn partition_error(topic: &str, e: ControllerError) -> MetaError {
+    use strom_meta::PartitionRefusal as K;
+    let reason = e.to_string();
+    let kind = match e {
+        ControllerError::Rejected(Rejected::UnknownTopic(_) | Rejected::UnknownPartition { .. }) => K::UnknownPartition,
+        ControllerError::Rejected(Rejected::Invalid(_) | Rejected::UnknownBroker(_)) => K::InvalidReplicaAssignment,
+        ControllerError::Rejected(Rejected::NoReassignment { .. }) => K::NoReassignmentInProgress,
+        ControllerError::ElectionNotNeeded(_) => K::ElectionNotNeeded,
+        ControllerError::PreferredLeaderNotAvailable(_) => K::PreferredLeaderNotAvailable,
+        ControllerError::EligibleLeadersNotAvailable(_) => K::EligibleLeadersNotAvailable,
+        e => return meta_error(topic, e),
+    };
+    MetaError::PartitionRefused { kind, reason }
+}
+
 impl MetadataStore for RaftMetadataStore {
     fn cluster_id(&self) -> String {
         self.node.cluster_id().to_string()
@@ -159,10 +175,29 @@ impl MetadataStore for RaftMetadataStore {
             match self.node.submit(request, WRITE_TIMEOUT).await {
                 Ok(_) => Ok(()),
                 Err(ControllerError::Rejected(
-                    r @ (Rejected::StalePartitionEpoch { .. } | Rejected::Invalid(_) | Rejected::UnknownTopic(_)),
+                    r @ (Rejected::StalePartitionEpoch { .. }
+                    | Rejected::Invalid(_)
+                    | Rejected::UnknownTopic(_)
+                    | Rejected::UnknownPartition { .. }),
                 )) => Err(MetaError::StaleChange(r.to_string())),
                 Err(e) => Err(meta_error(&topic, e)),
             }
+        })
+    }
+
+    fn reassign_partition(&self, topic: &str, partition: i32, target: Option<Vec<i32>>) -> StoreFuture<'_, ()> {
+        let topic = topic.to_string();
+        Box::pin(async move {
+            let request = ControllerRequest::Reassign { topic: topic.clone(), partition, target };
+            self.node.submit(request, WRITE_TIMEOUT).await.map(|_| ()).map_err(|e| partition_error(&topic, e))
+        })
+    }
+
+    fn elect_leader(&self, topic: &str, partition: i32, unclean: bool) -> StoreFuture<'_, ()> {
+        let topic = topic.to_string();
+        Box::pin(async move {
+            let request = ControllerRequest::ElectLeader { topic: topic.clone(), partition, unclean };
+            self.node.submit(request, WRITE_TIMEOUT).await.map(|_| ()).map_err(|e| partition_error(&topic, e))
         })
     }
 

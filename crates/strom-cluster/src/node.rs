@@ -60,6 +60,13 @@ pub struct ClusterConfig {
     pub placement: Strategy,
     /// Replicas per partition for a topic created without a replication factor.
     pub default_replication_factor: i16,
+    /// Whether the controller moves leaderships back to preferred replicas by itself.
+    pub auto_leader_rebalance: bool,
+    /// How often it checks for leader imbalance.
+    pub leader_imbalance_check_interval: Duration,
+    /// The per-broker imbalance (percent of its preferred partitions it does not lead) above
+    /// which it acts.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl ClusterConfig {
@@ -67,7 +74,9 @@ impl ClusterConfig {
     /// timeout, election timeouts of 300–600 ms (an election starts 0.9–1.2 s after the leader
     /// was last heard: openraft adds its leader lease, the upper bound), Raft heartbeats every 100 ms, a
     /// snapshot every 1,000 entries, round-robin placement, one replica per partition unless
-    /// a create asks for more (Kafka's `default.replication.factor=1`).
+    /// a create asks for more (Kafka's `default.replication.factor=1`), and Kafka's automatic
+    /// leader rebalance (`auto.leader.rebalance.enable=true`, checked every 300 s, acting above
+    /// a 10% imbalance per broker).
     pub fn new(cluster_id: &str, node_id: NodeId, dir: PathBuf, voters: BTreeMap<NodeId, String>) -> ClusterConfig {
         ClusterConfig {
             cluster_id: cluster_id.to_string(),
@@ -83,6 +92,9 @@ impl ClusterConfig {
             snapshot_every: 1000,
             placement: Strategy::RoundRobin,
             default_replication_factor: 1,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -192,6 +204,9 @@ impl ClusterNode {
                 session_timeout: config.session_timeout,
                 placement: config.placement,
                 default_replication_factor: config.default_replication_factor,
+                auto_leader_rebalance: config.auto_leader_rebalance,
+                leader_imbalance_check_interval: config.leader_imbalance_check_interval,
+                leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
             },
         ));
         let shutdown = CancellationToken::new();

@@ -58,10 +58,35 @@ pub enum MetaError {
     /// or partition epoch): the asker refreshes and decides again.
     #[error("stale partition change: {0}")]
     StaleChange(String),
+    /// A reassignment or leader election the cluster refused, and why.
+    #[error("{reason}")]
+    PartitionRefused {
+        /// What kind of refusal (each has its Kafka error code).
+        kind: PartitionRefusal,
+        /// The controller's explanation.
+        reason: String,
+    },
     /// The store could not finish the operation (a worker thread panicked, or the store is
     /// shutting down); the change was not made.
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Why a partition reassignment or leader election was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionRefusal {
+    /// The topic or partition does not exist.
+    UnknownPartition,
+    /// The target replicas are empty, repeat, or name unknown brokers.
+    InvalidReplicaAssignment,
+    /// A cancel where no reassignment runs.
+    NoReassignmentInProgress,
+    /// The partition already has the leader the election would give it.
+    ElectionNotNeeded,
+    /// The preferred replica is fenced or out of sync.
+    PreferredLeaderNotAvailable,
+    /// No replica is able to lead.
+    EligibleLeadersNotAvailable,
 }
 
 impl MetaError {

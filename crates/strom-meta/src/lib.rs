@@ -18,7 +18,7 @@ pub mod local;
 pub mod store;
 pub mod types;
 
-pub use error::{MetaError, Result};
+pub use error::{MetaError, PartitionRefusal, Result};
 pub use local::{LocalMetadataStore, TOPICS_FILE};
 pub use store::{MetadataStore, StoreFuture};
 pub use types::{

@@ -109,6 +109,8 @@ impl LocalMetadataStore {
             replicas: vec![me],
             isr: vec![me],
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 }

@@ -75,6 +75,33 @@ pub trait MetadataStore: Send + Sync + 'static {
             )))
         })
     }
+    /// Starts, replaces or (with `target: None`) cancels the reassignment of one partition to
+    /// `target` (preferred leader first); resolves once the change is applied here, not
+    /// when the data has moved (the cluster finishes it once the new replicas are in sync).
+    /// A store without replication has one broker and nothing to move.
+    fn reassign_partition(&self, topic: &str, partition: i32, target: Option<Vec<i32>>) -> StoreFuture<'_, ()> {
+        let _ = target;
+        let at = format!("{topic}-{partition}");
+        Box::pin(async move {
+            Err(MetaError::PartitionRefused {
+                kind: crate::PartitionRefusal::InvalidReplicaAssignment,
+                reason: format!("{at}: a single-node broker has no other broker to move replicas to"),
+            })
+        })
+    }
+    /// Elects a leader for one partition: its preferred replica, or with `unclean` any live
+    /// replica of an offline partition. Resolves once applied here. A single-node store's
+    /// partitions are always led by their one replica.
+    fn elect_leader(&self, topic: &str, partition: i32, unclean: bool) -> StoreFuture<'_, ()> {
+        let _ = unclean;
+        let at = format!("{topic}-{partition}");
+        Box::pin(async move {
+            Err(MetaError::PartitionRefused {
+                kind: crate::PartitionRefusal::ElectionNotNeeded,
+                reason: format!("{at}: led by its only replica"),
+            })
+        })
+    }
     /// Removes a topic and returns what it was. `Err(UnknownTopic)` if absent.
     fn delete_topic(&self, name: &str) -> StoreFuture<'_, TopicMeta>;
     /// Raises a topic's partition count. `Err(InvalidPartitions)` unless `count` is larger.

@@ -71,6 +71,10 @@ pub struct PartitionMeta {
     /// Raised at every change of leader or ISR; an ISR change names the epoch it saw, so a
     /// stale one is refused (Kafka's partition epoch).
     pub partition_epoch: i32,
+    /// Replicas a running reassignment adds (in `replicas` already); empty when none runs.
+    pub adding: Vec<i32>,
+    /// Replicas a running reassignment removes once the added ones are in sync.
+    pub removing: Vec<i32>,
 }
 
 /// A partition leader's request to change its ISR (Kafka's AlterPartition): valid only while

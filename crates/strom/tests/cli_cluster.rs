@@ -140,9 +140,15 @@ fn cluster_up_serves_a_three_node_cluster_and_stops_it() {
         assert!(m["to"] == 1 || m["to"] == 2, "{m}");
         assert_eq!(m["reason"], "broker 3 excluded", "{m}");
     }
+    // Executing it is refused as a whole, before anything moves.
     let out = strom(&["cluster", "rebalance", "--exclude", "3", "-b", nodes[0]]);
-    assert!(!out.status.success(), "executing a plan is refused until reassignment is built");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--dry-run"));
+    assert!(!out.status.success(), "a plan that cannot complete is not started");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no complete plan"));
+    let out = strom(&["cluster", "status", "--output", "json", "-b", nodes[0]]);
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let on_3_after =
+        after["brokers"].as_array().into_iter().flatten().find(|b| b["id"] == 3).and_then(|b| b["replicas"].as_u64());
+    assert_eq!(on_3_after, on_3, "nothing moved: {after}");
 
     let pid = up.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());

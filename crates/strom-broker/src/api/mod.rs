@@ -12,6 +12,7 @@
 //! - [`groups`]: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups,
 //!   DescribeGroups, DeleteGroups.
 //! - [`group_offsets`]: OffsetCommit, OffsetFetch, OffsetDelete.
+//! - [`reassignments`]: AlterPartitionReassignments, ListPartitionReassignments, ElectLeaders.
 
 pub mod admin;
 pub mod api_versions;
@@ -24,6 +25,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

@@ -37,6 +37,8 @@ fn open(dir: &std::path::Path, flush: FlushPolicy) -> (LogManager, OffsetsLog) {
         replicas: vec![1],
         isr: vec![1],
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     };
     (mgr, OffsetsLog::new(vec![Some(crate::partition::Partition::open(1, log, &meta, 1))]))
 }

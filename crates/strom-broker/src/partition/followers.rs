@@ -36,6 +36,16 @@ impl Followers {
             .collect();
     }
 
+    /// Follows a change of the replica set within an epoch (a reassignment adding or removing
+    /// replicas): followers still listed keep their progress, new ones start unknown with a
+    /// full lag allowance from `now`, and those gone are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[i32], me: i32, now: Instant) {
+        self.by_id.retain(|id, _| replicas.contains(id));
+        for r in replicas.iter().filter(|r| **r != me) {
+            self.by_id.entry(*r).or_insert(FollowerProgress { end: None, last_caught_up: now, last_fetch: None });
+        }
+    }
+
     /// Records a fetch by `id` from `fetch_offset` when the leader's log ended at
     /// `leader_end`. It was caught up at this fetch if it asked from the log end, or at its
     /// previous fetch if it now asks from where the log ended then (Kafka's rule: it had
@@ -133,6 +143,18 @@ mod tests {
         f.record_fetch(2, 160, 200, t0 + Duration::from_secs(20));
         assert_eq!(f.get(2).map(|p| p.last_caught_up), Some(t0 + Duration::from_secs(11)));
         assert_eq!(f.shrunk_isr(&[1, 2], 1, t0 + Duration::from_secs(20), lag), None);
+    }
+
+    #[test]
+    fn a_replica_set_change_keeps_the_progress_of_followers_that_stay() {
+        let t0 = Instant::now();
+        let mut f = followers(t0);
+        f.record_fetch(2, 40, 50, t0);
+        f.set_replicas(&[1, 2, 4], 1, t0 + Duration::from_secs(1));
+        assert_eq!(f.end_of(2), Some(40), "kept");
+        assert!(f.get(3).is_none(), "removed");
+        assert_eq!(f.get(4).map(|p| (p.end, p.last_caught_up)), Some((None, t0 + Duration::from_secs(1))));
+        assert!(f.get(1).is_none(), "the leader is not its own follower");
     }
 
     #[test]

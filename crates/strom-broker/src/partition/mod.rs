@@ -107,6 +107,8 @@ struct State {
     /// An ISR change this leader proposed is in flight: propose no other until it is applied
     /// (a new partition epoch arrives) or fails.
     isr_change_pending: bool,
+    /// The replicas a running reassignment adds (their catch-up is throttled).
+    adding: Vec<i32>,
 }
 
 /// What a leader answers a follower's fetch with.
@@ -177,7 +179,13 @@ impl Partition {
         let epoch = leadership.leader_epoch;
         let p = Arc::new(Partition {
             log,
-            state: RwLock::new(State { leadership, epochs, followers, isr_change_pending: false }),
+            state: RwLock::new(State {
+                leadership,
+                epochs,
+                followers,
+                isr_change_pending: false,
+                adding: meta.adding.clone(),
+            }),
             min_insync: AtomicI32::new(min_insync.max(1)),
             epoch_tx: watch::Sender::new(epoch),
             checkpoint_lock: Mutex::new(()),
@@ -261,14 +269,17 @@ impl Partition {
                 st.isr_change_pending = false;
             }
             st.leadership = Leadership::from_meta(st.leadership.me, meta);
+            st.adding = meta.adding.clone();
             let mut persist = false;
             if st.leadership.is_leader() && st.epochs.latest_epoch().is_none_or(|l| meta.leader_epoch > l) {
                 st.epochs.assign(meta.leader_epoch, self.log.log_end_offset());
                 persist = true;
             }
+            let (replicas, me) = (st.leadership.replicas.clone(), st.leadership.me);
             if new_epoch || (st.leadership.is_leader() && !was_leader) {
-                let (replicas, me) = (st.leadership.replicas.clone(), st.leadership.me);
                 st.followers.reset(&replicas, me, Instant::now());
+            } else {
+                st.followers.set_replicas(&replicas, me, Instant::now());
             }
             (persist, meta.leader_epoch)
         };
@@ -509,6 +520,13 @@ impl Partition {
                     .map(|f| (*r, f.end.map(|e| leo - e), now.saturating_duration_since(f.last_caught_up)))
             })
             .collect()
+    }
+
+    /// Whether this broker is a replica being added by a running reassignment: its catch-up
+    /// fetches are throttled.
+    pub fn is_being_added(&self) -> bool {
+        let st = self.state();
+        st.adding.contains(&st.leadership.me)
     }
 
     /// Where a follower fetches from: `(fetch_offset, last_fetched_epoch, current_leader_epoch,

@@ -37,6 +37,47 @@ pub struct FetcherConfig {
     pub partition_max_bytes: usize,
     /// Bytes per fetch response.
     pub response_max_bytes: usize,
+    /// Most bytes per second fetched for replicas a reassignment is adding (0: no limit):
+    /// Kafka's replication throttle. In-sync followers are never throttled.
+    pub reassignment_throttle_bytes_per_sec: u64,
+}
+
+/// A token bucket over the bytes fetched for throttled partitions, one second of burst.
+/// While it is empty those partitions are left out of the fetch (as Kafka's follower-side
+/// throttle does), so the others keep fetching at full speed.
+#[derive(Debug)]
+struct Throttle {
+    rate: f64,
+    available: f64,
+    at: std::time::Instant,
+}
+
+impl Throttle {
+    fn new(rate: u64) -> Option<Throttle> {
+        (rate > 0).then(|| Throttle { rate: rate as f64, available: rate as f64, at: std::time::Instant::now() })
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        self.available = (self.available + self.rate * (now - self.at).as_secs_f64()).min(self.rate);
+        self.at = now;
+    }
+
+    /// Whether throttled partitions may be fetched now.
+    fn open(&mut self) -> bool {
+        self.refill();
+        self.available > 0.0
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.available -= bytes as f64;
+    }
+
+    /// How long until throttled partitions may be fetched again.
+    fn wait(&mut self) -> Duration {
+        self.refill();
+        if self.available > 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.available / self.rate) }
+    }
 }
 
 /// The partitions one leader serves this follower, keyed by (topic, index).
@@ -117,6 +158,7 @@ impl ReplicaFetchers {
                         cancel: self.shutdown.child_token(),
                     };
                     let task = FetchLoop {
+                        throttle: Throttle::new(self.config.reassignment_throttle_bytes_per_sec),
                         config: self.config,
                         logs: self.logs.clone(),
                         followed_start: HashMap::new(),
@@ -141,6 +183,8 @@ fn same_partitions(a: &Followed, b: &Followed) -> bool {
 /// One leader's fetch loop.
 struct FetchLoop {
     config: FetcherConfig,
+    /// The budget of the partitions this broker is being added to by a reassignment.
+    throttle: Option<Throttle>,
     logs: strom_log::LogManager,
     /// The leader log start each partition last followed (so a start that falls inside one
     /// of our segments is not retried at every fetch).
@@ -212,7 +256,13 @@ impl FetchLoop {
                     }
                 }
             };
-            let (request, sent) = self.request(&parts);
+            let (request, sent, throttled) = self.request(&parts);
+            if sent.is_empty() && throttled {
+                // Only throttled partitions, and their budget is spent: wait for it.
+                let wait = self.throttle.as_mut().map_or(Duration::ZERO, Throttle::wait);
+                self.pause(wait.max(Duration::from_millis(1))).await;
+                continue;
+            }
             let response = tokio::select! {
                 r = conn.call(&request, REPLICA_FETCH_VERSION) => r,
                 _ = self.partitions.changed() => {
@@ -262,12 +312,19 @@ impl FetchLoop {
 
     /// The fetch for every partition of `parts` still following this leader, and the leader
     /// epoch each was fetched at.
-    fn request(&self, parts: &Followed) -> (FetchRequest, HashMap<(String, i32), i32>) {
+    /// Also whether a throttled partition was left out (its budget is spent).
+    fn request(&mut self, parts: &Followed) -> (FetchRequest, HashMap<(String, i32), i32>, bool) {
         let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         let mut sent = HashMap::new();
+        let mut held_back = false;
+        let throttle_open = self.throttle.as_mut().is_none_or(Throttle::open);
         for ((topic, index), p) in parts {
             let (offset, last_epoch, epoch, leader) = p.follower_position();
             if leader != Some(self.leader) {
+                continue;
+            }
+            if !throttle_open && p.is_being_added() {
+                held_back = true;
                 continue;
             }
             sent.insert((topic.clone(), *index), epoch);
@@ -298,7 +355,7 @@ impl FetchLoop {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
-        (request, sent)
+        (request, sent, held_back)
     }
 
     /// Applies a fetch response: truncations first, appends, then one wait until every
@@ -356,6 +413,10 @@ impl FetchLoop {
                     continue;
                 }
                 if let Some(records) = pd.records.as_ref().filter(|r| !r.is_empty()) {
+                    if let Some(t) = self.throttle.as_mut().filter(|_| p.is_being_added()) {
+                        t.spend(records.len());
+                        metrics::counter!("strom_reassignment_fetched_bytes_total").increment(records.len() as u64);
+                    }
                     let before = p.log().log_end_offset();
                     match p.append_as_follower(records) {
                         Ok(end) if end > before => appended.push((p.clone(), end, pd.high_watermark)),

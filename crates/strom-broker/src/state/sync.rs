@@ -55,6 +55,7 @@ impl BrokerState {
         // The coordinator follows the offsets topic's leaders.
         self.groups.sync_coordination(self)?;
         self.remove_leftover_logs(&current).await;
+        self.remove_moved_replicas(&current).await;
         self.refresh_fetchers();
         Ok(())
     }
@@ -83,6 +84,31 @@ impl BrokerState {
         for topic in leftovers {
             warn!(%topic, "deleting the logs of a topic the cluster no longer has (deleted while this broker was away)");
             self.forget_topic(&topic).await;
+        }
+    }
+
+    /// Deletes the logs of partitions of existing topics that no longer list this broker as a
+    /// replica (a reassignment moved them away; it completes only once the new replicas are
+    /// in sync). Only once caught up, as [`Self::remove_leftover_logs`]. The partition layer
+    /// already dropped them (`publish_partitions`), so their fetchers stop.
+    async fn remove_moved_replicas(&self, current: &HashMap<&str, uuid::Uuid>) {
+        let Some(node) = &self.cluster else { return };
+        let status = node.broker_status().borrow().clone();
+        if status.epoch.is_none() || status.fenced || self.adoption_pending.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let mut moved: HashMap<String, Vec<i32>> = HashMap::new();
+        for log in self.logs.list() {
+            if !current.contains_key(log.topic()) || self.partition(log.topic(), log.partition()).is_some() {
+                continue;
+            }
+            if !self.my_partitions(log.topic()).contains(&log.partition()) {
+                moved.entry(log.topic().to_string()).or_default().push(log.partition());
+            }
+        }
+        for (topic, partitions) in moved {
+            info!(%topic, ?partitions, "deleting the logs of partitions reassigned away from this broker");
+            self.drop_logs(&topic, partitions).await;
         }
     }
 

@@ -103,6 +103,33 @@ pub enum Command {
         /// The new ISR.
         isr: Vec<i32>,
     },
+    /// Starts, replaces or (with `target: None`) cancels a reassignment of one partition
+    /// (KIP-455). The replica set becomes the target plus the original replicas not in it;
+    /// the target's new members are `adding` (they start fetching, and count toward nothing
+    /// until they join the ISR), the originals outside it `removing`. A cancel restores the
+    /// original replicas. Refused unless `partition_epoch` is current.
+    ReassignPartition {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The partition epoch the proposer saw.
+        partition_epoch: i32,
+        /// The replicas wanted, preferred leader first; `None` cancels.
+        target: Option<Vec<i32>>,
+    },
+    /// Ends a reassignment whose added replicas are all in the ISR: the removed ones leave
+    /// the replica set and the ISR, and if the leader was one of them, leadership moves to
+    /// the first live in-sync replica of the target (raising the leader epoch). Refused
+    /// unless `partition_epoch` is current and every added replica is in sync.
+    CompleteReassignment {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The partition epoch the proposer saw.
+        partition_epoch: i32,
+    },
     /// Raises the next producer id to at least `floor` (ids a single-node data directory
     /// already handed out, when it is adopted into the cluster).
     RaiseProducerIdFloor {
@@ -177,6 +204,22 @@ pub enum Rejected {
         epoch: i32,
         /// The current epoch.
         current: i32,
+    },
+    /// The topic has no such partition.
+    #[error("{topic} has no partition {partition}")]
+    UnknownPartition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// A cancel of a partition with no reassignment under way.
+    #[error("{topic}-{partition}: no reassignment is in progress")]
+    NoReassignment {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
     },
     /// An assignment, ISR or count that breaks the state's rules.
     #[error("invalid request: {0}")]
@@ -287,6 +330,12 @@ impl ClusterState {
             Command::ChangePartition { topic, partition, partition_epoch, leader, isr } => {
                 self.change_partition(topic, *partition, *partition_epoch, *leader, isr)
             }
+            Command::ReassignPartition { topic, partition, partition_epoch, target } => {
+                self.reassign_partition(topic, *partition, *partition_epoch, target.as_deref())
+            }
+            Command::CompleteReassignment { topic, partition, partition_epoch } => {
+                self.complete_reassignment(topic, *partition, *partition_epoch)
+            }
             Command::RaiseProducerIdFloor { floor } => {
                 if *floor < 0 {
                     return Err(Rejected::Invalid(format!("producer-id floor {floor} is negative")));
@@ -338,6 +387,8 @@ impl ClusterState {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 last_replica_lost: false,
+                adding: Vec::new(),
+                removing: Vec::new(),
             });
         }
         Ok(out)
@@ -438,6 +489,121 @@ impl ClusterState {
         }
         p.leader = leader;
         p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        Ok(Applied::Done)
+    }
+
+    /// The partition record at `(topic, partition)` for a change proposed at
+    /// `partition_epoch`, or why not.
+    fn partition_for_change(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        partition_epoch: i32,
+    ) -> Result<&mut PartitionRecord, Rejected> {
+        let t = self.topics.get_mut(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get_mut(i))
+            .ok_or_else(|| Rejected::UnknownPartition { topic: topic.to_string(), partition })?;
+        if p.partition_epoch != partition_epoch {
+            return Err(Rejected::StalePartitionEpoch {
+                topic: topic.to_string(),
+                partition,
+                epoch: partition_epoch,
+                current: p.partition_epoch,
+            });
+        }
+        Ok(p)
+    }
+
+    fn reassign_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        partition_epoch: i32,
+        target: Option<&[i32]>,
+    ) -> Result<Applied, Rejected> {
+        if let Some(target) = target {
+            let mut seen = std::collections::BTreeSet::new();
+            if target.is_empty() || !target.iter().all(|r| seen.insert(*r)) {
+                return Err(Rejected::Invalid(format!("target replicas {target:?} are empty or repeat")));
+            }
+            if let Some(r) = target.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(Rejected::UnknownBroker(*r));
+            }
+        }
+        let live: std::collections::BTreeSet<i32> = self.live_brokers().map(|b| b.node_id).collect();
+        let p = self.partition_for_change(topic, partition, partition_epoch)?;
+        let original = p.original_replicas();
+        let (replicas, adding, removing) = match target {
+            None if !p.reassigning() => {
+                return Err(Rejected::NoReassignment { topic: topic.to_string(), partition });
+            }
+            None => (original.clone(), Vec::new(), Vec::new()),
+            Some(target) => {
+                let mut replicas = target.to_vec();
+                replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+                let adding: Vec<i32> = target.iter().copied().filter(|r| !original.contains(r)).collect();
+                let removing: Vec<i32> = original.iter().copied().filter(|r| !target.contains(r)).collect();
+                (replicas, adding, removing)
+            }
+        };
+        // Added replicas of a replaced or cancelled reassignment leave the ISR too.
+        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| replicas.contains(r)).collect();
+        if isr.is_empty() {
+            return Err(Rejected::Invalid(format!(
+                "{topic}-{partition}: no in-sync replica would remain (ISR {:?}, replicas {replicas:?})",
+                p.isr
+            )));
+        }
+        let leader = match p.leader {
+            Some(l) if isr.contains(&l) => Some(l),
+            _ => isr.iter().copied().find(|r| live.contains(r)),
+        };
+        if leader != p.leader {
+            p.leader_epoch += 1;
+        }
+        p.leader = leader;
+        p.replicas = replicas;
+        p.isr = isr;
+        p.adding = adding;
+        p.removing = removing;
+        p.partition_epoch += 1;
+        Ok(Applied::Done)
+    }
+
+    fn complete_reassignment(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        partition_epoch: i32,
+    ) -> Result<Applied, Rejected> {
+        let live: std::collections::BTreeSet<i32> = self.live_brokers().map(|b| b.node_id).collect();
+        let p = self.partition_for_change(topic, partition, partition_epoch)?;
+        if !p.reassigning() {
+            return Err(Rejected::NoReassignment { topic: topic.to_string(), partition });
+        }
+        if let Some(r) = p.adding.iter().find(|r| !p.isr.contains(r)) {
+            return Err(Rejected::Invalid(format!("{topic}-{partition}: added replica {r} is not in sync yet")));
+        }
+        let target = p.target_replicas();
+        let isr: Vec<i32> = p.isr.iter().copied().filter(|r| target.contains(r)).collect();
+        if isr.is_empty() {
+            return Err(Rejected::Invalid(format!("{topic}-{partition}: no in-sync replica of the target {target:?}")));
+        }
+        let leader = match p.leader {
+            Some(l) if target.contains(&l) => Some(l),
+            _ => target.iter().copied().find(|r| isr.contains(r) && live.contains(r)),
+        };
+        if leader != p.leader {
+            p.leader_epoch += 1;
+        }
+        p.leader = leader;
+        p.replicas = target;
+        p.isr = isr;
+        p.adding.clear();
+        p.removing.clear();
         p.partition_epoch += 1;
         Ok(Applied::Done)
     }

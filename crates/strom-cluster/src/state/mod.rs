@@ -64,6 +64,13 @@ pub struct PartitionRecord {
     /// rather than be led from an empty log.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last_replica_lost: bool,
+    /// While a reassignment runs (KIP-455): the replicas being added. They are in
+    /// `replicas` (so they fetch) but count toward nothing until they join the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// While a reassignment runs: the replicas leaving once every added one is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionRecord {
@@ -76,7 +83,24 @@ impl PartitionRecord {
             replicas: self.replicas.clone(),
             isr: self.isr.clone(),
             partition_epoch: self.partition_epoch,
+            adding: self.adding.clone(),
+            removing: self.removing.clone(),
         }
+    }
+
+    /// Whether a reassignment of this partition is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas before the running reassignment (all of them when none runs).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.adding.contains(r)).collect()
+    }
+
+    /// The replicas the running reassignment ends with (all of them when none runs).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.removing.contains(r)).collect()
     }
 }
 
@@ -154,6 +178,14 @@ impl ClusterState {
                 }
                 if p.isr.is_empty() || !p.isr.iter().all(|r| p.replicas.contains(r)) {
                     return Err(format!("{at}: ISR {:?} is empty or not within replicas {:?}", p.isr, p.replicas));
+                }
+                if !p.adding.iter().chain(&p.removing).all(|r| p.replicas.contains(r))
+                    || p.adding.iter().any(|r| p.removing.contains(r))
+                {
+                    return Err(format!(
+                        "{at}: adding {:?} / removing {:?} overlap or are not within replicas {:?}",
+                        p.adding, p.removing, p.replicas
+                    ));
                 }
                 if let Some(l) = p.leader {
                     if !p.isr.contains(&l) {

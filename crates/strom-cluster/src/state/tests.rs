@@ -221,6 +221,81 @@ fn topics_grow_change_configs_and_go() {
     assert!(!s.brokers.contains_key(&2));
 }
 
+fn partition(s: &ClusterState, topic: &str) -> super::PartitionRecord {
+    s.topics[topic].partitions[0].clone()
+}
+
+#[test]
+fn a_reassignment_adds_the_new_replicas_then_drops_the_old_ones_once_the_new_are_in_sync() {
+    let mut s = three_live_brokers();
+    let mut s4 = s.clone();
+    run(&mut s4, &[register(4)]);
+    s = s4;
+    let epoch = s.brokers[&4].epoch;
+    s.apply(300, &Command::UnfenceBroker { node_id: 4, epoch }).expect("unfence 4");
+    run(&mut s, &[create("t", vec![vec![1, 2]])]);
+    let reassign = |e, target: Option<Vec<i32>>| Command::ReassignPartition {
+        topic: "t".into(),
+        partition: 0,
+        partition_epoch: e,
+        target,
+    };
+    // Leader 1 leaves, 3 and 4 join: [3, 4, 2] -> the target, 1 is removed at the end.
+    assert!(matches!(run(&mut s, &[reassign(0, Some(vec![3, 4, 2]))])[0], Ok(Applied::Done)));
+    let p = partition(&s, "t");
+    assert_eq!(p.replicas, vec![3, 4, 2, 1]);
+    assert_eq!((p.adding.clone(), p.removing.clone()), (vec![3, 4], vec![1]));
+    assert_eq!((p.isr.clone(), p.leader), (vec![1, 2], Some(1)), "the ISR and leader do not change yet");
+    let complete = |e| Command::CompleteReassignment { topic: "t".into(), partition: 0, partition_epoch: e };
+    assert!(run(&mut s, &[complete(1)])[0].is_err(), "3 and 4 are not in sync yet");
+    // 3 joins (the leader's AlterPartition): still waiting for 4.
+    let grow = |e, isr: Vec<i32>| Command::ChangePartition {
+        topic: "t".into(),
+        partition: 0,
+        partition_epoch: e,
+        leader: Some(1),
+        isr,
+    };
+    run(&mut s, &[grow(1, vec![1, 2, 3])]);
+    assert!(run(&mut s, &[complete(2)])[0].is_err(), "4 is not in sync yet");
+    run(&mut s, &[grow(2, vec![1, 2, 3, 4])]);
+    let before = partition(&s, "t");
+    assert!(matches!(run(&mut s, &[complete(3)])[0], Ok(Applied::Done)));
+    let p = partition(&s, "t");
+    assert_eq!(p.replicas, vec![3, 4, 2]);
+    assert_eq!(p.isr, vec![2, 3, 4], "the removed replica left the ISR");
+    assert_eq!(p.leader, Some(3), "the removed leader handed over to the target's first in-sync replica");
+    assert_eq!(p.leader_epoch, before.leader_epoch + 1);
+    assert!(!p.reassigning());
+    assert_eq!(run(&mut s, &[reassign(4, None)])[0], Err(Rejected::NoReassignment { topic: "t".into(), partition: 0 }));
+}
+
+#[test]
+fn a_cancelled_reassignment_restores_the_original_replicas() {
+    let mut s = three_live_brokers();
+    run(&mut s, &[create("t", vec![vec![1, 2]])]);
+    run(
+        &mut s,
+        &[Command::ReassignPartition { topic: "t".into(), partition: 0, partition_epoch: 0, target: Some(vec![2, 3]) }],
+    );
+    run(
+        &mut s,
+        &[Command::ChangePartition {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch: 1,
+            leader: Some(1),
+            isr: vec![1, 2, 3],
+        }],
+    );
+    run(&mut s, &[Command::ReassignPartition { topic: "t".into(), partition: 0, partition_epoch: 2, target: None }]);
+    let p = partition(&s, "t");
+    // The original members, in the order the reassignment listed them (as Kafka's
+    // replicas-minus-adding); the leader stays.
+    assert_eq!((p.replicas, p.isr, p.leader), (vec![2, 1], vec![1, 2], Some(1)));
+    assert!(p.adding.is_empty() && p.removing.is_empty());
+}
+
 fn command() -> impl Strategy<Value = Command> {
     let id = 1..=4i32;
     let name = prop::sample::select(vec!["a", "b", "c"]);
@@ -241,8 +316,18 @@ fn command() -> impl Strategy<Value = Command> {
         name.clone().prop_map(|n| Command::DeleteTopic { name: n.into() }),
         (name.clone(), prop::collection::vec(replicas.clone(), 1..3))
             .prop_map(|(n, a)| Command::CreatePartitions { name: n.into(), assignment: a }),
-        (name, 0..3i32, 0..4i32, prop::option::of(id.clone()), replicas).prop_map(|(n, p, e, leader, isr)| {
-            Command::ChangePartition { topic: n.into(), partition: p, partition_epoch: e, leader, isr }
+        (name.clone(), 0..3i32, 0..4i32, prop::option::of(id.clone()), replicas.clone()).prop_map(
+            |(n, p, e, leader, isr)| {
+                Command::ChangePartition { topic: n.into(), partition: p, partition_epoch: e, leader, isr }
+            }
+        ),
+        (name.clone(), 0..3i32, 0..4i32, prop::option::of(replicas)).prop_map(|(n, p, e, target)| {
+            Command::ReassignPartition { topic: n.into(), partition: p, partition_epoch: e, target }
+        }),
+        (name, 0..3i32, 0..4i32).prop_map(|(n, p, e)| Command::CompleteReassignment {
+            topic: n.into(),
+            partition: p,
+            partition_epoch: e
         }),
         (id, 1..2000i64).prop_map(|(node_id, count)| Command::AllocateProducerIds { node_id, count }),
         (0..5000i64).prop_map(|floor| Command::RaiseProducerIdFloor { floor }),

@@ -31,11 +31,19 @@ enum ClusterCommand {
     /// offline (no leader) and under-replicated (ISR smaller than the replicas) partitions.
     #[command(after_help = "Example:\n  strom cluster status -b 127.0.0.1:9092")]
     Status,
-    /// Print the replica moves that would rebalance every topic over the live brokers (for a
-    /// broker that joined, left, or is excluded), each with its reason. Executing a plan
-    /// needs replica reassignment, which is not built yet: only --dry-run runs.
-    #[command(after_help = "Example:\n  strom cluster rebalance --dry-run --exclude 3")]
+    /// Move replicas so every topic is balanced over the live brokers (for a broker that
+    /// joined, left, or is --exclude'd), then wait until the moves are done. Each move adds the
+    /// new replica, waits until it is in sync, moves leadership if need be, and only then drops
+    /// the old one. --dry-run prints the plan with a reason for each move.
+    #[command(
+        after_help = "Examples:\n  strom cluster rebalance --dry-run --exclude 3\n  strom cluster rebalance --exclude 3"
+    )]
     Rebalance(super::cluster_rebalance::RebalanceArgs),
+    /// Move each partition's leadership to its preferred replica (the first listed) where
+    /// that replica is live and in sync, or with --unclean give offline partitions to any
+    /// live replica (losing what it lacks).
+    #[command(after_help = "Examples:\n  strom cluster elect-leaders\n  strom cluster elect-leaders --topic orders")]
+    ElectLeaders(super::cluster_reassign::ElectArgs),
     /// Run a local cluster of N nodes on 127.0.0.1 (separate data directories and ports)
     /// until Ctrl-C, and print its bootstrap servers.
     #[command(after_help = "Example:\n  strom cluster up --nodes 3\n  kcat -b 127.0.0.1:9092 -L")]
@@ -68,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ClusterCommand::Status => status(&args.client),
         ClusterCommand::Up(up) => super::cluster_up::run(up),
         ClusterCommand::Rebalance(r) => super::cluster_rebalance::run(&args.client, r),
+        ClusterCommand::ElectLeaders(e) => super::cluster_reassign::elect_leaders(&args.client, e),
     }
 }
 

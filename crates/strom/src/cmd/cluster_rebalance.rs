@@ -1,9 +1,10 @@
 //! `strom cluster rebalance --dry-run`: the plan that would move replicas so every topic sits
 //! on the live brokers (minus `--exclude`d ones), computed with the cluster's own placement
 //! strategies (`strom_cluster::placement::rebalance`) from a Metadata request. Each move says
-//! why (a broker left, was excluded, balance). Executing a plan needs replica reassignment
-//! (add replicas, wait for them to be in sync, move leadership, drop the old ones), which is
-//! not built yet: until then only the dry run is offered.
+//! why (a broker left, was excluded, balance). Without `--dry-run` the plan is executed: every
+//! changed partition is sent as a reassignment (AlterPartitionReassignments), which the
+//! cluster carries out (add the new replicas, wait until they are in sync, move leadership,
+//! drop the old ones), and the command waits until none is left under way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -17,9 +18,15 @@ use super::client::{ClientArgs, Output, print_json};
 /// Arguments of `strom cluster rebalance`.
 #[derive(Debug, clap::Args)]
 pub struct RebalanceArgs {
-    /// Only print the plan (required: executing needs replica reassignment, not built yet).
+    /// Only print the plan; move nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Start the moves and return without waiting for them to finish.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (the moves go on in the cluster).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    wait_timeout: std::time::Duration,
     /// Brokers to drain: they get no replicas and lose the ones they hold.
     #[arg(long, value_delimiter = ',', value_name = "ID,...")]
     exclude: Vec<i32>,
@@ -54,9 +61,6 @@ struct MoveOut {
 
 /// Runs `strom cluster rebalance`.
 pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
-    if !args.dry_run {
-        bail!("executing a rebalance needs replica reassignment, which is not built yet; use --dry-run");
-    }
     let strategy = match args.strategy {
         StrategyArg::Sticky => Strategy::Sticky,
         StrategyArg::RoundRobin => Strategy::RoundRobin,
@@ -84,6 +88,7 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut plans = Vec::new();
+    let mut targets: BTreeMap<String, Vec<(i32, Vec<i32>)>> = BTreeMap::new();
     for (name, current) in &topics {
         // Replicas every broker holds in the other topics: what balancing counts against.
         let mut load: BTreeMap<i32, u32> = BTreeMap::new();
@@ -108,6 +113,14 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
         match placement::rebalance(strategy, current, &request) {
             Ok(plan) if plan.moves.is_empty() => {}
             Ok(plan) => {
+                let changed: Vec<(i32, Vec<i32>)> = plan
+                    .target
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, t)| current.get(*i) != Some(*t))
+                    .map(|(i, t)| (i32::try_from(i).unwrap_or(i32::MAX), t.clone()))
+                    .collect();
+                targets.insert(name.clone(), changed);
                 let moves = plan
                     .moves
                     .iter()
@@ -139,11 +152,31 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
                     println!("  {m}");
                 }
             }
-            println!("(dry run; racks are not shown in Metadata to this tool, so the plan ignores them)");
+            if args.dry_run {
+                println!("(dry run; racks are not shown in Metadata to this tool, so the plan ignores them)");
+            }
         }
     }
     if !blocked.is_empty() {
-        anyhow::bail!("no complete plan: {}", blocked.join("; "));
+        bail!("no complete plan: {}", blocked.join("; "));
     }
+    if args.dry_run || targets.values().all(Vec::is_empty) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = super::client::runtime()?;
+    rt.block_on(async {
+        let refused = super::cluster_reassign::reassign(c, &targets).await?;
+        if !refused.is_empty() {
+            bail!("the cluster refused some moves: {}", refused.join("; "));
+        }
+        let count: usize = targets.values().map(Vec::len).sum();
+        eprintln!("reassigning {count} partition(s)");
+        if args.no_wait {
+            return Ok(());
+        }
+        super::cluster_reassign::wait_for_reassignments(c, args.wait_timeout, c.output == Output::Json).await?;
+        eprintln!("done: every move completed");
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod cluster_reassign;
 pub mod cluster_rebalance;
 pub mod cluster_up;
 pub mod completions;

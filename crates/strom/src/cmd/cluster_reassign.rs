@@ -1,0 +1,185 @@
+//! The Kafka admin calls librdkafka does not offer, sent with `kafka-protocol` over one
+//! connection to a bootstrap broker (any broker forwards them to the controller):
+//! AlterPartitionReassignments and ListPartitionReassignments, used by `strom cluster
+//! rebalance` to execute its plan and wait for it, and ElectLeaders, used by `strom cluster
+//! elect-leaders`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest, ListPartitionReassignmentsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde::Serialize;
+use strom_broker::replication::BrokerClient;
+
+use super::client::{ClientArgs, Output, print_json, print_table};
+
+/// Largest admin response this tool reads.
+const MAX_RESPONSE: usize = 64 << 20;
+
+async fn connect(c: &ClientArgs) -> anyhow::Result<BrokerClient> {
+    let addr = c.bootstrap_servers.split(',').next().unwrap_or_default().trim().to_string();
+    tokio::time::timeout(c.timeout, BrokerClient::connect(&addr, "strom-cli", MAX_RESPONSE))
+        .await
+        .map_err(|_| anyhow::anyhow!("no broker answered at {addr} within {:?}", c.timeout))?
+        .with_context(|| format!("cannot reach a broker at {addr}"))
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn error_name(code: i16) -> String {
+    kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
+}
+
+/// Asks the cluster to move each listed partition to its target replicas (preferred leader
+/// first) and returns the refusals, as `topic-partition: reason`.
+pub async fn reassign(c: &ClientArgs, targets: &BTreeMap<String, Vec<(i32, Vec<i32>)>>) -> anyhow::Result<Vec<String>> {
+    let mut conn = connect(c).await?;
+    let topics = targets
+        .iter()
+        .map(|(topic, parts)| {
+            ReassignableTopic::default().with_name(name(topic)).with_partitions(
+                parts
+                    .iter()
+                    .map(|(p, replicas)| {
+                        ReassignablePartition::default()
+                            .with_partition_index(*p)
+                            .with_replicas(Some(replicas.iter().map(|b| BrokerId(*b)).collect()))
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let timeout_ms = i32::try_from(c.timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(topics);
+    let response = conn.call(&request, 0).await.context("AlterPartitionReassignments failed")?;
+    if response.error_code != 0 {
+        bail!("the cluster refused the reassignment: {}", error_name(response.error_code));
+    }
+    Ok(response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter(|p| p.error_code != 0).map(move |p| {
+                let why = p.error_message.as_ref().map_or_else(|| error_name(p.error_code), |m| m.to_string());
+                format!("{}-{}: {why}", t.name.0, p.partition_index)
+            })
+        })
+        .collect())
+}
+
+/// How many partitions still have a reassignment under way.
+pub async fn reassignments_in_progress(c: &ClientArgs) -> anyhow::Result<usize> {
+    let mut conn = connect(c).await?;
+    let timeout_ms = i32::try_from(c.timeout.as_millis()).unwrap_or(i32::MAX);
+    let request = ListPartitionReassignmentsRequest::default().with_timeout_ms(timeout_ms).with_topics(None);
+    let response = conn.call(&request, 0).await.context("ListPartitionReassignments failed")?;
+    if response.error_code != 0 {
+        bail!("listing reassignments failed: {}", error_name(response.error_code));
+    }
+    Ok(response.topics.iter().map(|t| t.partitions.len()).sum())
+}
+
+/// Polls until no reassignment is under way, printing progress; fails after `deadline`.
+pub async fn wait_for_reassignments(c: &ClientArgs, deadline: Duration, quiet: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let left = reassignments_in_progress(c).await?;
+        if left == 0 {
+            return Ok(());
+        }
+        if left != last && !quiet {
+            eprintln!("{left} partition(s) still moving (new replicas catching up)...");
+            last = left;
+        }
+        if started.elapsed() > deadline {
+            bail!("{left} partition(s) were still moving after {deadline:?}; `strom cluster status` shows them");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Arguments of `strom cluster elect-leaders`.
+#[derive(Debug, clap::Args)]
+pub struct ElectArgs {
+    /// Only this topic's partitions (default: every partition of every topic).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Unclean election: give each partition without a leader to any live replica, even one
+    /// missing acknowledged records (they are lost). Default: preferred-leader election.
+    #[arg(long)]
+    unclean: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Elected {
+    topic: String,
+    partition: i32,
+    result: String,
+}
+
+/// Runs `strom cluster elect-leaders`.
+pub fn elect_leaders(c: &ClientArgs, args: ElectArgs) -> anyhow::Result<std::process::ExitCode> {
+    let rt = super::client::runtime()?;
+    let results = rt.block_on(async {
+        let mut conn = connect(c).await?;
+        let partitions = match &args.topic {
+            None => None,
+            Some(t) => {
+                let md = conn
+                    .call(
+                        &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+                            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                                .with_name(Some(name(t))),
+                        ])),
+                        4,
+                    )
+                    .await
+                    .context("Metadata failed")?;
+                let found = md.topics.first().filter(|m| m.error_code == 0);
+                let Some(found) = found else { bail!("topic {t:?} does not exist") };
+                let ids: Vec<i32> = found.partitions.iter().map(|p| p.partition_index).collect();
+                Some(vec![TopicPartitions::default().with_topic(name(t)).with_partitions(ids)])
+            }
+        };
+        let timeout_ms = i32::try_from(c.timeout.as_millis()).unwrap_or(i32::MAX);
+        let request = ElectLeadersRequest::default()
+            .with_election_type(i8::from(args.unclean))
+            .with_topic_partitions(partitions)
+            .with_timeout_ms(timeout_ms);
+        let response = conn.call(&request, 2).await.context("ElectLeaders failed")?;
+        if response.error_code != 0 {
+            bail!("the cluster refused the election: {}", error_name(response.error_code));
+        }
+        let mut out = Vec::new();
+        for t in response.replica_election_results {
+            for p in t.partition_result {
+                let result = match p.error_code {
+                    0 => "elected".to_string(),
+                    84 => "already led by its preferred replica".to_string(),
+                    code => p.error_message.as_ref().map_or_else(|| error_name(code), |m| m.to_string()),
+                };
+                out.push(Elected { topic: t.topic.0.to_string(), partition: p.partition_id, result });
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        anyhow::Ok(out)
+    })?;
+    match c.output {
+        Output::Json => print_json(&results)?,
+        Output::Table => {
+            let rows: Vec<Vec<String>> =
+                results.iter().map(|r| vec![r.topic.clone(), r.partition.to_string(), r.result.clone()]).collect();
+            print_table(&["TOPIC", "PARTITION", "RESULT"], rows)?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,133 @@
+//! Moving replicas and leaders on a 3-node cluster of real `strom serve` processes, with an
+//! idempotent `acks=all` producer writing throughout: a partition reassigned away from its
+//! leader (AlterPartitionReassignments, as Kafka's admin tools send it) gets its new replica
+//! in sync before the old one leaves, leadership moves to the target, nothing acknowledged is
+//! lost or doubled, and the old replica's log is deleted. Then preferred-leader election
+//! (`strom cluster elect-leaders`) brings leadership back to the preferred replica after a
+//! failover moved it away.
+
+mod cluster_util;
+mod common;
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use cluster_util::{Cluster, DEADLINE, wait_partitions};
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use support::{RawConn, consume_all, create_replicated_topic, producer, send};
+
+const TOPIC: &str = "moving";
+
+/// Partition 0's (replicas in order, leader, sorted ISR) as `bootstrap` reports it.
+fn replicas(bootstrap: &str) -> (Vec<i32>, i32, Vec<i32>) {
+    let m = RawConn::connect(bootstrap).call(9, &support::topic_metadata_request(TOPIC));
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC)).expect("listed");
+    let p = t.partitions.iter().find(|p| p.partition_index == 0).expect("partition 0");
+    let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+    isr.sort_unstable();
+    (p.replica_nodes.iter().map(|b| b.0).collect(), p.leader_id.0, isr)
+}
+
+fn reassign(bootstrap: &str, target: Option<Vec<i32>>) -> i16 {
+    let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        ReassignableTopic::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partitions(vec![
+            ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(target.map(|t| t.into_iter().map(BrokerId).collect())),
+        ]),
+    ]);
+    let r = RawConn::connect(bootstrap).call(0, &request);
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.responses[0].partitions[0].error_code
+}
+
+fn in_progress(bootstrap: &str) -> usize {
+    let r = RawConn::connect(bootstrap).call(0, &ListPartitionReassignmentsRequest::default().with_topics(None));
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.topics.iter().map(|t| t.partitions.len()).sum()
+}
+
+fn strom(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_strom")).args(args).output().expect("running strom")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassigned_partition_moves_under_load_and_leadership_returns_to_the_preferred_replica() {
+    let mut c = Cluster::start();
+    let all = (1..=3).map(|n| c.bootstrap(n)).collect::<Vec<_>>().join(",");
+    create_replicated_topic(&c.bootstrap(1), TOPIC, 1, 2, &[("min.insync.replicas", "2")]).await;
+    wait_partitions(&c.bootstrap(1), TOPIC, "a leader and both replicas in sync", |l, isr| l > 0 && isr.len() == 2);
+    let (before, leader, _) = replicas(&c.bootstrap(1));
+    let newcomer = (1..=3).find(|n| !before.contains(n)).expect("a broker without a replica");
+    let kept = *before.iter().find(|r| **r != leader).expect("a follower");
+    eprintln!("replicas {before:?}, leader {leader}: moving to [{newcomer}, {kept}]");
+
+    let p = producer(&all, &[("enable.idempotence", "true"), ("acks", "all")]);
+    for i in 0..200 {
+        send(&p, TOPIC, format!("k{i}").as_bytes(), format!("v{i}").as_bytes()).await;
+    }
+    // The leader leaves the replica set; the newcomer takes its place and the lead.
+    let writer = tokio::spawn(async move {
+        for i in 200..500 {
+            send(&p, TOPIC, format!("k{i}").as_bytes(), format!("v{i}").as_bytes()).await;
+        }
+    });
+    assert_eq!(reassign(&c.bootstrap(kept as usize), Some(vec![newcomer, kept])), 0);
+    // While it runs: the replica set holds both old and new, and the ISR never loses the
+    // replicas it had (the newcomer joins before the leader leaves).
+    let started = Instant::now();
+    loop {
+        let (now, _, isr) = replicas(&c.bootstrap(kept as usize));
+        if in_progress(&c.bootstrap(kept as usize)) == 0 {
+            break;
+        }
+        assert_eq!(now.len(), 3, "old and new replicas during the move: {now:?}");
+        assert!(isr.len() >= 2, "the ISR shrank during the move: {isr:?}");
+        assert!(started.elapsed() < DEADLINE, "the reassignment never completed: {now:?}, ISR {isr:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (after, new_leader, isr) = replicas(&c.bootstrap(kept as usize));
+    assert_eq!(after, vec![newcomer, kept], "the target, preferred leader first");
+    let mut want = vec![newcomer, kept];
+    want.sort_unstable();
+    assert_eq!(isr, want, "both target replicas in sync");
+    assert_eq!(new_leader, newcomer, "the removed leader handed over to the target's first replica");
+    writer.await.expect("the writer finished: every send was acknowledged");
+
+    let got = consume_all(&c.bootstrap(newcomer as usize), TOPIC, 1);
+    let values: BTreeSet<Vec<u8>> = got.iter().filter_map(|r| r.value.clone()).collect();
+    assert_eq!(values.len(), 500, "every acknowledged record is readable from the new leader");
+    assert_eq!(got.len(), 500, "and none twice");
+    // The old replica's log is deleted once it left the replica set.
+    let old_dir = c.nodes[leader as usize - 1].data_dir().join(format!("{TOPIC}-0"));
+    let started = Instant::now();
+    while old_dir.exists() {
+        assert!(started.elapsed() < DEADLINE, "{} was never deleted", old_dir.display());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(reassign(&c.bootstrap(1), None), 85, "NO_REASSIGNMENT_IN_PROGRESS for a cancel of nothing");
+
+    // Preferred-leader election: a failover moves leadership away from the newcomer...
+    c.nodes[newcomer as usize - 1].kill9();
+    let k = kept;
+    wait_partitions(&c.bootstrap(kept as usize), TOPIC, "the other replica leading", |l, _| l == k);
+    c.nodes[newcomer as usize - 1].restart();
+    let both = |_: i32, isr: &[i32]| isr.len() == 2;
+    wait_partitions(&c.bootstrap(kept as usize), TOPIC, "the restarted replica back in sync", both);
+    assert_eq!(replicas(&c.bootstrap(kept as usize)).1, kept, "a return does not take leadership back");
+    // ...and the election gives it back.
+    let out = strom(&["cluster", "elect-leaders", "--topic", TOPIC, "--output", "json", "-b", &c.bootstrap(1)]);
+    assert!(out.status.success(), "elect-leaders: {}", String::from_utf8_lossy(&out.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(results[0]["result"], "elected", "{results}");
+    let n = newcomer;
+    wait_partitions(&c.bootstrap(1), TOPIC, "the preferred replica leading", |l, _| l == n);
+    let out = strom(&["cluster", "elect-leaders", "--topic", TOPIC, "--output", "json", "-b", &c.bootstrap(1)]);
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(results[0]["result"], "already led by its preferred replica", "{results}");
+}
