@@ -6,8 +6,9 @@
 //! `segment.bytes`, `segment.ms`, `max.message.bytes`, and Strom's own `flush.policy`
 //! (`always` | `interval:<ms>` | `never`). Accepted with the one value that describes what
 //! Strom does (tools and Kafka Streams set them on every topic they create):
-//! `message.timestamp.type=CreateTime`, `compression.type=producer`. `min.insync.replicas` is the
-//! replication's, not the log's: see [`min_insync_replicas`].
+//! `message.timestamp.type=CreateTime`, `compression.type=producer`. `min.insync.replicas` and
+//! `unclean.leader.election.enable` are the replication's, not the log's: see
+//! [`min_insync_replicas`]; the controller reads the latter.
 //! Any other name or value is rejected with `INVALID_CONFIG` rather than silently ignored.
 
 use strom_log::{FlushPolicy, LogConfig};
@@ -38,6 +39,9 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const COMPRESSION_TYPE: &str = "compression.type";
 /// `min.insync.replicas`: how many in-sync replicas an `acks=all` produce needs.
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+/// `unclean.leader.election.enable`: whether an offline partition may be led by a replica
+/// that was not in sync (losing what it lacks). Read by the controller.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = strom_cluster::UNCLEAN_LEADER_ELECTION;
 
 /// Kafka configs accepted with exactly one value, the one that describes what Strom does,
 /// and why no other is: (name, value, reason).
@@ -54,6 +58,8 @@ const FIXED: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i8)]
 pub enum ConfigType {
+    /// `true` or `false`.
+    Boolean = 1,
     /// A string.
     String = 2,
     /// A 32-bit integer.
@@ -118,6 +124,11 @@ pub const KEYS: &[ConfigKey] = &[
         doc: "delete segments whose newest record is older; -1: keep forever",
     },
     ConfigKey { name: SEGMENT_BYTES, config_type: ConfigType::Int, doc: "roll the active segment at this size" },
+    ConfigKey {
+        name: UNCLEAN_LEADER_ELECTION_ENABLE,
+        config_type: ConfigType::Boolean,
+        doc: "true: a partition whose in-sync replicas are all gone is led by any live replica, losing the acknowledged records it lacks; false (default): it stays offline until an in-sync replica returns",
+    },
     ConfigKey { name: SEGMENT_MS, config_type: ConfigType::Long, doc: "roll a non-empty active segment this old" },
 ];
 
@@ -173,6 +184,11 @@ pub fn apply(cfg: &mut LogConfig, name: &str, value: &str) -> Result<()> {
         }
         MIN_INSYNC_REPLICAS => {
             parse_min_insync(value)?;
+        }
+        UNCLEAN_LEADER_ELECTION_ENABLE => {
+            if !matches!(value.trim(), "true" | "false") {
+                return Err(invalid(name, value, "must be true or false"));
+            }
         }
         _ if let Some((_, only, reason)) = FIXED.iter().find(|f| f.0 == name) => {
             if value.trim() != *only {
@@ -251,6 +267,8 @@ pub fn describe(defaults: &LogDefaults, overrides: &TopicConfigs) -> Result<Vec<
             key: k,
             value: if k.name == MIN_INSYNC_REPLICAS {
                 min_insync_replicas(defaults, overrides).to_string()
+            } else if k.name == UNCLEAN_LEADER_ELECTION_ENABLE {
+                overrides.get(k.name).map_or_else(|| "false".to_string(), |v| v.trim().to_string())
             } else {
                 value_of(&cfg, k.name).unwrap_or_default()
             },
@@ -280,6 +298,7 @@ mod tests {
             (SEGMENT_BYTES, "10"),
             (RETENTION_MS, "soon"),
             ("min.insync.replicas", "0"),
+            (UNCLEAN_LEADER_ELECTION_ENABLE, "yes"),
             (FLUSH_POLICY, "sometimes"),
         ] {
             let mut o = TopicConfigs::new();

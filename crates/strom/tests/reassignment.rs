@@ -131,3 +131,23 @@ async fn a_reassigned_partition_moves_under_load_and_leadership_returns_to_the_p
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(results[0]["result"], "already led by its preferred replica", "{results}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_unclean_election_enabled_an_out_of_sync_replica_leads_an_offline_partition() {
+    let mut c = Cluster::start();
+    let configs = [("unclean.leader.election.enable", "true")];
+    create_replicated_topic(&c.bootstrap(1), TOPIC, 1, 2, &configs).await;
+    wait_partitions(&c.bootstrap(1), TOPIC, "both replicas in sync", |l, isr| l > 0 && isr.len() == 2);
+    let (before, leader, _) = replicas(&c.bootstrap(1));
+    let follower = *before.iter().find(|r| **r != leader).expect("a follower");
+    let third = (1..=3).find(|n| !before.contains(n)).expect("a node with no replica") as usize;
+    // The follower dies and leaves the ISR; then the leader dies: the partition is offline,
+    // its ISR still naming the leader (the one replica known to hold every record).
+    c.nodes[follower as usize - 1].kill9();
+    let (l, f) = (leader, follower);
+    wait_partitions(&c.bootstrap(third), TOPIC, "the ISR without the follower", |_, isr| isr == [l]);
+    c.nodes[leader as usize - 1].kill9();
+    c.nodes[follower as usize - 1].restart();
+    // The follower, never back in sync, is elected because the topic allows it.
+    wait_partitions(&c.bootstrap(third), TOPIC, "the out-of-sync replica leading", |l, isr| l == f && isr == [f]);
+}

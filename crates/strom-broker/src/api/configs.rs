@@ -111,7 +111,7 @@ fn broker_rows(config: &Config, name: &str, version: i16) -> Result<Vec<Describe
     }
     let rows: [(&'static str, String, ConfigType); 10] = [
         ("node.id", config.node_id.to_string(), ConfigType::Int),
-        ("auto.create.topics.enable", config.auto_create_topics.to_string(), ConfigType::String),
+        ("auto.create.topics.enable", config.auto_create_topics.to_string(), ConfigType::Boolean),
         ("num.partitions", config.num_partitions.to_string(), ConfigType::Int),
         ("socket.request.max.bytes", config.max_request_bytes.to_string(), ConfigType::Int),
         ("log.flush.policy", config.log.flush_policy.clone(), ConfigType::String),

@@ -455,3 +455,23 @@ impl FetchLoop {
         served
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_holds_back_once_a_second_of_budget_is_spent_and_reopens_as_it_refills() {
+        assert!(Throttle::new(0).is_none(), "0 means no limit");
+        let mut t = Throttle::new(1000).expect("a limit");
+        assert!(t.open(), "a full bucket");
+        t.spend(1500);
+        assert!(!t.open(), "overspent by 500 bytes");
+        let wait = t.wait();
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        t.available = 0.0;
+        t.at = std::time::Instant::now() - Duration::from_secs(10);
+        assert!(t.open());
+        assert!(t.available <= 1000.0, "the burst is capped at one second");
+    }
+}
