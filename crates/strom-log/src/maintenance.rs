@@ -191,6 +191,107 @@ impl PartitionLog {
         Ok(new_next)
     }
 
+    /// Empties the log and makes it start at `offset`, past its current end: what a follower
+    /// does when its leader no longer holds anything it could fetch next (the leader's
+    /// retention deleted past this log's end, or this replica is new to a partition whose
+    /// log no longer starts at 0): Kafka's `truncateFullyAndStartAt`. Every batch is removed
+    /// (first by a fsynced, journaled truncation), the old segment's files are deleted and
+    /// the directory fsynced, and only then is the segment at `offset` created, so a crash
+    /// in between leaves an empty log at 0, never a log with a gap. Producer state is
+    /// forgotten (it is rebuilt from the batches that follow).
+    pub fn restart_at(&self, offset: i64) -> Result<()> {
+        if offset <= self.log_end_offset() {
+            return Err(Error::InvalidConfig(format!(
+                "{}-{}: a log ending at {} cannot restart at {offset}",
+                self.topic(),
+                self.partition(),
+                self.log_end_offset()
+            )));
+        }
+        if self.log_end_offset() > self.log_start_offset() {
+            self.truncate_to(self.log_start_offset())?;
+        }
+        let old = {
+            let mut st = self.lock()?;
+            if st.failed {
+                return Err(Error::StorageFailed { path: self.dir().to_path_buf() });
+            }
+            if st.truncating {
+                return Err(Error::Truncating(format!("{}-{}", self.topic(), self.partition())));
+            }
+            if st.next_offset != st.log_start || offset <= st.next_offset {
+                return Err(Error::Truncating(format!(
+                    "{}-{}: the log changed while restarting at {offset}",
+                    self.topic(),
+                    self.partition()
+                )));
+            }
+            st.truncating = true;
+            st.generation += 1;
+            let old: Vec<std::path::PathBuf> = st.segments.values().map(|s| s.path.clone()).collect();
+            for p in &old {
+                self.inner.env.fd_cache.remove(p);
+            }
+            old
+        };
+        let created = (|| -> Result<std::fs::File> {
+            for p in &old {
+                remove_segment_files(p);
+            }
+            for o in crate::recovery::snapshot_offsets(self.dir()) {
+                let _ = std::fs::remove_file(segment_file(self.dir(), o, "snapshot"));
+            }
+            crate::manager::sync_dir(self.dir())?;
+            let path = segment_file(self.dir(), offset, "log");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            crate::manager::sync_dir(self.dir())?;
+            Ok(file)
+        })();
+        let mut st = self.lock()?;
+        st.truncating = false;
+        let file = match created {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(topic = %self.topic(), partition = self.partition(), error = %e, "restarting the log failed; log is now failed");
+                self.latch_failed(&mut st);
+                return Err(e);
+            }
+        };
+        st.segments.clear();
+        st.segments.insert(
+            offset,
+            crate::segment::Segment {
+                base_offset: offset,
+                path: segment_file(self.dir(), offset, "log"),
+                size: 0,
+                file_len: 0,
+                next_offset: offset,
+                max_timestamp: -1,
+                indexes: Some(crate::segment::Indexes::default()),
+                file: Some(std::sync::Arc::new(file)),
+                first_append_ms: -1,
+            },
+        );
+        st.log_start = offset;
+        st.next_offset = offset;
+        st.producers = Default::default();
+        st.dirty = false;
+        self.inner.start.store(offset, Ordering::Release);
+        self.inner.leo.store(offset, Ordering::Release);
+        self.inner.end.send_replace(offset);
+        self.inner.hw.send_replace(offset);
+        self.inner.durable.send_modify(|d| d.end = offset);
+        drop(st);
+        tracing::info!(topic = %self.topic(), partition = self.partition(), offset, "log emptied to restart at its leader's log start");
+        Ok(())
+    }
+
     /// Deletes the sealed segments that hold only offsets below `offset` (and below the high
     /// watermark); the log start offset moves to the first remaining segment. For a caller
     /// that has written everything it still needs at or after `offset` (the group coordinator

@@ -158,3 +158,40 @@ fn a_damaged_active_segment_is_repaired_from_the_journal() {
     }
     mgr.shutdown().expect("shutdown");
 }
+
+/// A follower whose leader no longer holds its next offset empties its log and restarts at
+/// the leader's log start (Kafka's truncateFullyAndStartAt): the records it had are gone, the
+/// leader's batches from there append, and a crash afterwards brings back neither the old
+/// records nor a gap.
+#[test]
+fn a_log_restarted_at_a_later_offset_takes_batches_from_there_and_survives_a_crash() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mgr = LogManager::open(config(dir.path())).expect("open");
+    let leader = mgr.create("leader", 0, LogConfig::default()).expect("create leader");
+    let follower = mgr.create("follower", 0, LogConfig::default()).expect("create follower");
+    for i in 0..50u64 {
+        leader.append(make_batch(i, 2, 100, 1, None), 0).expect("append to the leader");
+    }
+    let l = follower.append(make_batch(900, 3, 100, 1, None), 0).expect("append to the follower");
+    rt.block_on(follower.wait_durable(l.last_offset)).expect("durable");
+    assert!(follower.restart_at(2).is_err(), "not past the log end");
+    follower.restart_at(60).expect("restart at 60");
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (60, 60));
+    assert!(read_all(&follower, ReadBound::LogEnd, 1 << 20).is_empty(), "the old records are gone");
+    // The leader's batches from offset 60 on, appended unchanged.
+    let from_60 = leader.read(60, 1 << 20, ReadBound::LogEnd).expect("read the leader").records;
+    let end = follower.append_replicated(&from_60).expect("replicated append at 60");
+    assert_eq!(end, 100);
+    rt.block_on(follower.wait_durable(end - 1)).expect("durable");
+    drop((leader, follower, mgr)); // a crash
+
+    let mgr = LogManager::open(config(dir.path())).expect("reopen");
+    let follower = mgr.get("follower", 0).expect("follower");
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (60, 100));
+    let batches = read_all(&follower, ReadBound::LogEnd, 1 << 20);
+    assert_eq!(batches.first().map(|b| b.header.base_offset), Some(60));
+    assert_eq!(batches.len(), 20);
+    follower.validate().expect("valid");
+    mgr.shutdown().expect("shutdown");
+}

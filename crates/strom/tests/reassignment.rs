@@ -151,3 +151,69 @@ async fn with_unclean_election_enabled_an_out_of_sync_replica_leads_an_offline_p
     // The follower, never back in sync, is elected because the topic allows it.
     wait_partitions(&c.bootstrap(third), TOPIC, "the out-of-sync replica leading", |l, isr| l == f && isr == [f]);
 }
+
+/// The earliest offset of partition 0 of `topic`, from its leader at `bootstrap`.
+fn log_start(bootstrap: &str, topic: &str) -> i64 {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2)]),
+    ]);
+    let r = RawConn::connect(bootstrap).call(4, &request);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{r:?}");
+    p.offset
+}
+
+/// A replica added to a partition whose leader's retention already deleted its first
+/// segments cannot fetch from offset 0: it restarts its log at the leader's log start, catches
+/// up from there, and the reassignment completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_added_after_retention_ran_starts_at_the_leaders_log_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strom.toml");
+    std::fs::write(&config, "retention_check_interval_ms = 100\n").expect("config");
+    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    let configs = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
+    create_replicated_topic(&c.bootstrap(1), "aged", 1, 1, &configs).await;
+    let state = wait_partitions(&c.bootstrap(1), "aged", "a leader", |l, _| l > 0);
+    let owner = state[0].0;
+    let p = producer(&c.bootstrap(owner as usize), &[("acks", "all"), ("linger.ms", "0")]);
+    for i in 0..200 {
+        send(&p, "aged", format!("k{i}").as_bytes(), &[b'x'; 200]).await;
+    }
+    drop(p);
+    let started = Instant::now();
+    let start = loop {
+        let s = log_start(&c.bootstrap(owner as usize), "aged");
+        if s > 0 {
+            break s;
+        }
+        assert!(started.elapsed() < DEADLINE, "retention never moved the log start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let other = if owner == 1 { 2 } else { 1 };
+    let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default().with_name(TopicName(StrBytes::from_static_str("aged"))).with_partitions(vec![
+            ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(owner), BrokerId(other)])),
+        ]),
+    ]);
+    let r = RawConn::connect(&c.bootstrap(1)).call(1, &request);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let o = other;
+    wait_partitions(&c.bootstrap(1), "aged", "the new replica in sync", |_, isr| isr.contains(&o));
+    assert_eq!(in_progress(&c.bootstrap(1)), 0, "the reassignment completed");
+    // The new replica, on its own, serves every record from the leader's log start on.
+    c.nodes[owner as usize - 1].kill9();
+    wait_partitions(&c.bootstrap(other as usize), "aged", "the new replica leading", |l, _| l == o);
+    let got = consume_all(&c.bootstrap(other as usize), "aged", 1);
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    let first = offsets.first().copied().expect("records");
+    assert!(first >= start, "it holds nothing below the leader's log start {start}: {offsets:?}");
+    assert_eq!(offsets, (first..200).collect::<Vec<_>>(), "every record from its log start to the end, once");
+    assert_eq!(got.last().and_then(|r| r.key.clone()), Some(b"k199".to_vec()));
+}

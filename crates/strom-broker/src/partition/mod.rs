@@ -604,6 +604,25 @@ impl Partition {
         Ok(end)
     }
 
+    /// As a follower whose leader's log now starts past this log's end (its retention ran
+    /// while this replica was behind, or this replica is new to an old partition): empties
+    /// the log to restart at `leader_log_start` (Kafka's `truncateFullyAndStartAt`) and
+    /// forgets every leader epoch, which the leader's batches then bring back.
+    pub fn restart_at(&self, leader_log_start: i64) -> Result<(), PartitionError> {
+        let from = self.log.log_end_offset();
+        self.log.restart_at(leader_log_start)?;
+        self.state_mut().epochs = LeaderEpochCache::default();
+        self.persist_epochs();
+        tracing::warn!(
+            topic = self.topic(),
+            partition = self.index(),
+            from,
+            to = leader_log_start,
+            "the leader no longer holds this replica's next offset: restarted the log at the leader's log start"
+        );
+        Ok(())
+    }
+
     /// As a follower: takes the leader's high watermark (never beyond this log's end).
     pub fn set_follower_high_watermark(&self, leader_hw: i64) {
         self.log.set_high_watermark(leader_hw);

@@ -383,9 +383,23 @@ impl FetchLoop {
                     continue;
                 }
                 if pd.error_code != 0 {
-                    if pd.error_code == ResponseError::OffsetOutOfRange.code() {
+                    if pd.error_code == ResponseError::OffsetOutOfRange.code()
+                        && pd.log_start_offset > p.log().log_end_offset()
+                    {
+                        // What we would fetch next is gone from the leader: start over at
+                        // its log start (a truncation journals a record: release the round).
+                        hold = None;
+                        let (p2, start) = (p.clone(), pd.log_start_offset);
+                        match tokio::task::spawn_blocking(move || p2.restart_at(start)).await {
+                            Ok(Ok(())) => served = true,
+                            Ok(Err(e)) => {
+                                warn!(topic = %name, partition = pd.partition_index, error = %e, "restarting the log at the leader's log start failed")
+                            }
+                            Err(e) => warn!(error = %e, "restart task failed"),
+                        }
+                    } else if pd.error_code == ResponseError::OffsetOutOfRange.code() {
                         warn!(topic = %name, partition = pd.partition_index, log_start = pd.log_start_offset,
-                            "the leader no longer holds this follower's fetch offset; the replica cannot catch up");
+                            "the leader does not hold this follower's fetch offset (past its log end)");
                     } else {
                         debug!(topic = %name, partition = pd.partition_index, code = pd.error_code, "fetch refused for a partition");
                     }

@@ -26,10 +26,21 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`] with `extra` arguments for every node's `strom serve`.
+    pub fn start_with(extra: &[String]) -> Cluster {
         let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters =
             internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-        let nodes = (0..3).map(|i| start_node(&node_args(i + 1, &voters, internal[i], CLUSTER_ID))).collect();
+        let nodes = (0..3)
+            .map(|i| {
+                let mut args = node_args(i + 1, &voters, internal[i], CLUSTER_ID);
+                args.extend(extra.iter().cloned());
+                start_node(&args)
+            })
+            .collect();
         let c = Cluster { nodes, voters, internal };
         // Every node lists all three: a node lists itself even while fenced, so one view
         // alone does not prove the others live.
