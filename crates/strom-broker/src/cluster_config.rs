@@ -57,6 +57,18 @@ pub struct ClusterSettings {
     /// It acts for a broker that does not lead more than this percentage of the partitions
     /// it is the preferred replica of (`leader.imbalance.per.broker.percentage`). Default: 10.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// Whether the controller moves replicas by itself: when the live brokers' replica counts
+    /// differ by `rebalance_threshold` or more (a broker joined), or a broker has been fenced
+    /// for `fenced_broker_rebalance_delay_s` (its replicas move to live brokers). Default: true.
+    pub auto_rebalance: bool,
+    /// Least seconds between two automatic rebalance checks. Default: 300.
+    pub rebalance_interval_s: u64,
+    /// Replica-count spread over the live brokers that starts an automatic rebalance.
+    /// Default: 2.
+    pub rebalance_threshold: u32,
+    /// Seconds a broker stays fenced before its replicas are moved away (shorter absences,
+    /// such as a restart, move nothing). Default: 300.
+    pub fenced_broker_rebalance_delay_s: u64,
     /// Most bytes per second a replica being added by a reassignment fetches from its leader
     /// (Kafka's replication throttle), so catch-up traffic cannot starve produce and the
     /// followers already in sync; 0: no limit. Followers already in the replica set are never
@@ -83,6 +95,10 @@ impl Default for ClusterSettings {
             leader_imbalance_check_interval_s: 300,
             leader_imbalance_per_broker_percentage: 10,
             reassignment_throttle_bytes_per_sec: 100 << 20,
+            auto_rebalance: true,
+            rebalance_interval_s: 300,
+            rebalance_threshold: 2,
+            fenced_broker_rebalance_delay_s: 300,
         }
     }
 }
@@ -155,6 +171,9 @@ impl ClusterSettings {
                 self.leader_imbalance_check_interval_s, self.leader_imbalance_per_broker_percentage
             )));
         }
+        if self.rebalance_interval_s == 0 || self.rebalance_threshold == 0 {
+            return Err(invalid("rebalance_interval_s and rebalance_threshold must be at least 1".to_string()));
+        }
         self.strategy()?;
         Ok(())
     }
@@ -178,6 +197,11 @@ impl ClusterSettings {
         c.auto_leader_rebalance = self.auto_leader_rebalance;
         c.leader_imbalance_check_interval = Duration::from_secs(self.leader_imbalance_check_interval_s);
         c.leader_imbalance_per_broker_percentage = self.leader_imbalance_per_broker_percentage;
+        c.auto_rebalance = self.auto_rebalance.then(|| strom_cluster::AutoRebalance {
+            interval: Duration::from_secs(self.rebalance_interval_s),
+            threshold: self.rebalance_threshold,
+            fenced_delay: Duration::from_secs(self.fenced_broker_rebalance_delay_s),
+        });
         Ok(c)
     }
 }

@@ -261,6 +261,23 @@ pub struct ControllerConfig {
     /// A broker whose share of its preferred partitions it does not lead exceeds this
     /// percentage gets them back (`leader.imbalance.per.broker.percentage`).
     pub leader_imbalance_per_broker_percentage: u32,
+    /// Automatic replica rebalancing (see [`Controller::auto_rebalance`]).
+    pub auto_rebalance: Option<AutoRebalance>,
+}
+
+/// When the controller moves replicas by itself: at most every `interval`, if the live
+/// brokers' replica counts differ by `threshold` or more (a broker joined), or a broker has
+/// been fenced for `fenced_delay` (its replicas move to live brokers). Never while a
+/// reassignment runs or while a broker has been fenced for less than `fenced_delay` (a
+/// restart should not move data).
+#[derive(Debug, Clone, Copy)]
+pub struct AutoRebalance {
+    /// Least time between two checks.
+    pub interval: Duration,
+    /// Replica-count spread over the live brokers that triggers a rebalance.
+    pub threshold: u32,
+    /// How long a broker stays fenced before its replicas are moved away.
+    pub fenced_delay: Duration,
 }
 
 /// The topic config that allows unclean leader election (Kafka's name).
@@ -427,39 +444,7 @@ impl Controller {
                 self.complete_reassignment(&topic, partition).await;
                 Ok(reply)
             }
-            ControllerRequest::Reassign { topic, partition, target } => {
-                // An ISR change may commit between reading the epoch and applying: try again.
-                let mut attempts = 0;
-                let reply = loop {
-                    let partition_epoch = {
-                        let s = self.shared.read();
-                        let p = partition_record(&s.cluster, &topic, partition)?;
-                        if let Some(target) = &target {
-                            if let Some(r) = target.iter().find(|r| !s.cluster.brokers.contains_key(r)) {
-                                return Err(Rejected::UnknownBroker(*r).into());
-                            }
-                        }
-                        p.partition_epoch
-                    };
-                    let command = Command::ReassignPartition {
-                        topic: topic.clone(),
-                        partition,
-                        partition_epoch,
-                        target: target.clone(),
-                    };
-                    attempts += 1;
-                    match self.propose(command).await {
-                        Err(ControllerError::Rejected(Rejected::StalePartitionEpoch { .. })) if attempts < 5 => {
-                            continue;
-                        }
-                        other => break other?,
-                    }
-                };
-                info!(%topic, partition, "partition reassignment changed");
-                // A target already in sync (a pure removal, or a reordering) completes at once.
-                self.complete_reassignment(&topic, partition).await;
-                Ok(reply)
-            }
+            ControllerRequest::Reassign { topic, partition, target } => self.reassign(&topic, partition, target).await,
             ControllerRequest::ElectLeader { topic, partition, unclean } => {
                 self.elect_leader(&topic, partition, unclean).await
             }
@@ -484,6 +469,47 @@ impl Controller {
                 Ok(ControllerReply::Committed { index: resp.log_id.index, applied: Applied::Done })
             }
         }
+    }
+
+    /// Starts, replaces or cancels one partition's reassignment (see
+    /// [`ControllerRequest::Reassign`]).
+    async fn reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<ControllerReply, ControllerError> {
+        // An ISR change may commit between reading the epoch and applying: try again.
+        let mut attempts = 0;
+        let reply = loop {
+            let partition_epoch = {
+                let s = self.shared.read();
+                let p = partition_record(&s.cluster, topic, partition)?;
+                if let Some(target) = &target {
+                    if let Some(r) = target.iter().find(|r| !s.cluster.brokers.contains_key(r)) {
+                        return Err(Rejected::UnknownBroker(*r).into());
+                    }
+                }
+                p.partition_epoch
+            };
+            let command = Command::ReassignPartition {
+                topic: topic.to_string(),
+                partition,
+                partition_epoch,
+                target: target.clone(),
+            };
+            attempts += 1;
+            match self.propose(command).await {
+                Err(ControllerError::Rejected(Rejected::StalePartitionEpoch { .. })) if attempts < 5 => {
+                    continue;
+                }
+                other => break other?,
+            }
+        };
+        info!(%topic, partition, "partition reassignment changed");
+        // A target already in sync (a pure removal, or a reordering) completes at once.
+        self.complete_reassignment(topic, partition).await;
+        Ok(reply)
     }
 
     /// Proposes the end of `topic`-`partition`'s reassignment if every added replica is in
@@ -604,6 +630,63 @@ impl Controller {
             match self.elect_leader(&topic, partition, false).await {
                 Ok(_) => info!(%topic, partition, "leadership moved back to the preferred replica"),
                 Err(e) => debug!(%topic, partition, error = %e, "preferred leader election skipped"),
+            }
+        }
+    }
+
+    /// Automatic replica rebalancing (see [`AutoRebalance`]): plans every topic with the sticky
+    /// strategy over the live brokers (a broker fenced for `fenced_delay` counts as gone) and
+    /// starts a reassignment for each changed partition. `fenced_since` is when this
+    /// controller first saw each fenced broker fenced.
+    async fn auto_rebalance(&self, rules: AutoRebalance, fenced_since: &HashMap<i32, Instant>) {
+        let (topics, brokers) = {
+            let s = self.shared.read();
+            let c = &s.cluster;
+            if c.topics.values().flat_map(|t| &t.partitions).any(|p| p.reassigning()) {
+                return;
+            }
+            let fenced: Vec<i32> = c.brokers.values().filter(|b| b.fenced).map(|b| b.node_id).collect();
+            if fenced.iter().any(|id| fenced_since.get(id).is_none_or(|t| t.elapsed() < rules.fenced_delay)) {
+                return; // maybe a restart: wait for it to come back or stay away long enough
+            }
+            let brokers: Vec<BrokerSlot> =
+                c.live_brokers().map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: None }).collect();
+            let mut counts: BTreeMap<i32, u32> = brokers.iter().map(|b| (b.id, 0)).collect();
+            let mut on_gone = false;
+            for r in c.topics.values().flat_map(|t| &t.partitions).flat_map(|p| &p.replicas) {
+                match counts.get_mut(r) {
+                    Some(n) => *n += 1,
+                    None => on_gone = true,
+                }
+            }
+            let spread = counts.values().max().zip(counts.values().min()).map_or(0, |(max, min)| max - min);
+            if brokers.is_empty() || (spread < rules.threshold && !on_gone) {
+                return;
+            }
+            let topics: BTreeMap<String, placement::Assignment> = c
+                .topics
+                .iter()
+                .map(|(name, t)| (name.clone(), t.partitions.iter().map(|p| p.replicas.clone()).collect()))
+                .collect();
+            (topics, brokers)
+        };
+        let plans = placement::plan_cluster(Strategy::Sticky, &topics, &brokers, &BTreeSet::new());
+        for (topic, plan) in plans {
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    debug!(%topic, error = %e, "automatic rebalance: no valid plan for this topic");
+                    continue;
+                }
+            };
+            for (partition, target) in plan.changed_partitions(&topics[&topic]) {
+                match self.reassign(&topic, partition, Some(target.clone())).await {
+                    Ok(_) => {
+                        info!(%topic, partition, ?target, "automatic rebalance: partition reassigned");
+                        metrics::counter!("strom_cluster_auto_reassignments_total").increment(1);
+                    }
+                    Err(e) => warn!(%topic, partition, error = %e, "automatic rebalance: reassignment refused"),
+                }
             }
         }
     }
@@ -813,6 +896,8 @@ impl Controller {
         let mut tick = tokio::time::interval(self.config.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leaders_checked = Instant::now();
+        let mut rebalance_checked = Instant::now();
+        let mut fenced_since: HashMap<i32, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -871,6 +956,19 @@ impl Controller {
             }
             self.complete_reassignments().await;
             self.unclean_elections().await;
+            {
+                let s = self.shared.read();
+                fenced_since.retain(|id, _| s.cluster.brokers.get(id).is_some_and(|b| b.fenced));
+                for b in s.cluster.brokers.values().filter(|b| b.fenced) {
+                    fenced_since.entry(b.node_id).or_insert_with(Instant::now);
+                }
+            }
+            if let Some(rules) = self.config.auto_rebalance {
+                if rebalance_checked.elapsed() >= rules.interval && since.elapsed() >= self.config.session_timeout {
+                    rebalance_checked = Instant::now();
+                    self.auto_rebalance(rules, &fenced_since).await;
+                }
+            }
             // Not in the first moments of leading: brokers are still reporting in.
             if self.config.auto_leader_rebalance
                 && leaders_checked.elapsed() >= self.config.leader_imbalance_check_interval

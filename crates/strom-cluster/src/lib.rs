@@ -26,7 +26,7 @@ pub mod state;
 pub mod storage;
 pub mod types;
 
-pub use controller::{ControllerError, ControllerReply, ControllerRequest, UNCLEAN_LEADER_ELECTION};
+pub use controller::{AutoRebalance, ControllerError, ControllerReply, ControllerRequest, UNCLEAN_LEADER_ELECTION};
 pub use error::ClusterError;
 pub use metadata::RaftMetadataStore;
 pub use node::{BrokerEndpoint, BrokerStatus, ClusterConfig, ClusterNode};

@@ -67,6 +67,8 @@ pub struct ClusterConfig {
     /// The per-broker imbalance (percent of its preferred partitions it does not lead) above
     /// which it acts.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// Automatic replica rebalancing; `None` turns it off.
+    pub auto_rebalance: Option<crate::controller::AutoRebalance>,
 }
 
 impl ClusterConfig {
@@ -76,7 +78,8 @@ impl ClusterConfig {
     /// snapshot every 1,000 entries, round-robin placement, one replica per partition unless
     /// a create asks for more (Kafka's `default.replication.factor=1`), and Kafka's automatic
     /// leader rebalance (`auto.leader.rebalance.enable=true`, checked every 300 s, acting above
-    /// a 10% imbalance per broker).
+    /// a 10% imbalance per broker), and automatic replica rebalancing every 300 s at a spread of
+    /// 2 replicas, or for a broker fenced for 300 s.
     pub fn new(cluster_id: &str, node_id: NodeId, dir: PathBuf, voters: BTreeMap<NodeId, String>) -> ClusterConfig {
         ClusterConfig {
             cluster_id: cluster_id.to_string(),
@@ -95,6 +98,11 @@ impl ClusterConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             leader_imbalance_per_broker_percentage: 10,
+            auto_rebalance: Some(crate::controller::AutoRebalance {
+                interval: Duration::from_secs(300),
+                threshold: 2,
+                fenced_delay: Duration::from_secs(300),
+            }),
         }
     }
 }
@@ -207,6 +215,7 @@ impl ClusterNode {
                 auto_leader_rebalance: config.auto_leader_rebalance,
                 leader_imbalance_check_interval: config.leader_imbalance_check_interval,
                 leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
+                auto_rebalance: config.auto_rebalance,
             },
         ));
         let shutdown = CancellationToken::new();

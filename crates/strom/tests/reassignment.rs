@@ -217,3 +217,69 @@ async fn a_replica_added_after_retention_ran_starts_at_the_leaders_log_start() {
     assert_eq!(offsets, (first..200).collect::<Vec<_>>(), "every record from its log start to the end, once");
     assert_eq!(got.last().and_then(|r| r.key.clone()), Some(b"k199".to_vec()));
 }
+
+/// Every partition's (replicas, sorted ISR) of `topic`.
+fn layout(bootstrap: &str, topic: &str) -> Vec<(Vec<i32>, Vec<i32>)> {
+    let m = RawConn::connect(bootstrap).call(9, &support::topic_metadata_request(topic));
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).expect("listed");
+    let mut parts: Vec<_> = t.partitions.iter().collect();
+    parts.sort_by_key(|p| p.partition_index);
+    parts
+        .iter()
+        .map(|p| {
+            let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+            isr.sort_unstable();
+            (p.replica_nodes.iter().map(|b| b.0).collect(), isr)
+        })
+        .collect()
+}
+
+fn wait_layout(bootstrap: &str, what: &str, ok: impl Fn(&[(Vec<i32>, Vec<i32>)]) -> bool) -> Vec<(Vec<i32>, Vec<i32>)> {
+    let started = Instant::now();
+    loop {
+        let l = layout(bootstrap, "spread");
+        if ok(&l) && in_progress(bootstrap) == 0 {
+            return l;
+        }
+        assert!(started.elapsed() < DEADLINE, "never reached {what}: {l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Automatic rebalancing: the replicas of a broker fenced longer than the delay move to the
+/// live brokers (fully in sync), and when it comes back empty the spread of replica counts
+/// brings some back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_move_off_a_broker_that_stays_away_and_back_when_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strom.toml");
+    std::fs::write(&config, "[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n")
+        .expect("config");
+    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    create_replicated_topic(&c.bootstrap(1), "spread", 3, 2, &[]).await;
+    let full = |l: &[(Vec<i32>, Vec<i32>)]| l.iter().all(|(r, isr)| r.len() == 2 && isr.len() == 2);
+    let before = wait_layout(&c.bootstrap(1), "every partition fully in sync", full);
+    assert!(before.iter().any(|(r, _)| r.contains(&3)), "node 3 holds replicas: {before:?}");
+    let p = producer(&c.bootstrap(1), &[("acks", "all"), ("enable.idempotence", "true")]);
+    for i in 0..60 {
+        send(&p, "spread", format!("k{i}").as_bytes(), b"v").await;
+    }
+
+    c.nodes[2].kill9();
+    let away = wait_layout(&c.bootstrap(1), "no replica on the dead node, all in sync", |l| {
+        full(l) && l.iter().all(|(r, _)| !r.contains(&3))
+    });
+    eprintln!("after node 3 stayed away: {away:?}");
+    c.nodes[2].restart();
+    let back = wait_layout(&c.bootstrap(1), "node 3 holding replicas again, all in sync", |l| {
+        full(l) && l.iter().any(|(r, _)| r.contains(&3))
+    });
+    eprintln!("after node 3 returned: {back:?}");
+    for i in 60..80 {
+        send(&p, "spread", format!("k{i}").as_bytes(), b"v").await;
+    }
+    drop(p);
+    let got = consume_all(&c.bootstrap(1), "spread", 3);
+    let keys: BTreeSet<Vec<u8>> = got.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!((keys.len(), got.len()), (80, 80), "every record once, through both moves");
+}

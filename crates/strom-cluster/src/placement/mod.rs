@@ -242,6 +242,19 @@ pub struct Plan {
     pub moves: Vec<Move>,
 }
 
+impl Plan {
+    /// The partitions whose replicas (or their order) differ between `current` and the
+    /// target, with their target replicas: what a reassignment must be asked for.
+    pub fn changed_partitions(&self, current: &[Vec<i32>]) -> Vec<(i32, Vec<i32>)> {
+        self.target
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| current.get(*i) != Some(*t))
+            .map(|(i, t)| (i32::try_from(i).unwrap_or(i32::MAX), t.clone()))
+            .collect()
+    }
+}
+
 /// Places the replicas of `req.partitions` new partitions.
 ///
 /// [`Strategy::Sticky`] behaves as [`Strategy::RoundRobin`] here. The result satisfies rules 1–3 and
@@ -315,4 +328,49 @@ fn recompute(ctx: &engine::Ctx, current: &Assignment, target: Assignment) -> Pla
     let review = engine::Review::of(ctx, current);
     let moves = engine::diff(current, &target, |p, pos, id| review.reason(ctx, p, pos, id));
     Plan { target, moves }
+}
+
+/// The plan of one topic within [`plan_cluster`]: its moves, or why it has none.
+pub type TopicPlan = Result<Plan, PlacementError>;
+
+/// Plans every topic of a cluster with [`rebalance`]: `topics` maps each topic to its current
+/// assignment; each topic's `load` is the replicas the brokers hold in the *other* topics, and
+/// its replication factor the largest it has. Topics with nothing to move are left out; a topic
+/// with no valid plan (more replicas than brokers left) is reported with its error, and the
+/// others are still planned.
+pub fn plan_cluster(
+    strategy: Strategy,
+    topics: &BTreeMap<String, Assignment>,
+    brokers: &[BrokerSlot],
+    excluded: &BTreeSet<i32>,
+) -> BTreeMap<String, TopicPlan> {
+    let mut total: BTreeMap<i32, u32> = BTreeMap::new();
+    for r in topics.values().flatten().flatten() {
+        *total.entry(*r).or_default() += 1;
+    }
+    let mut out = BTreeMap::new();
+    for (name, current) in topics {
+        let mut load = total.clone();
+        for r in current.iter().flatten() {
+            if let Some(n) = load.get_mut(r) {
+                *n -= 1;
+            }
+        }
+        let rf = current.iter().map(Vec::len).max().unwrap_or(1);
+        let request = PlacementRequest {
+            brokers,
+            excluded,
+            load: &load,
+            partitions: i32::try_from(current.len()).unwrap_or(i32::MAX),
+            replication_factor: i16::try_from(rf).unwrap_or(i16::MAX),
+            seed: 0,
+        };
+        match rebalance(strategy, current, &request) {
+            Ok(plan) if plan.moves.is_empty() => {}
+            other => {
+                out.insert(name.clone(), other);
+            }
+        }
+    }
+    out
 }

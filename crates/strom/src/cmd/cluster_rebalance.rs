@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use serde::Serialize;
-use strom_cluster::placement::{self, BrokerSlot, PlacementRequest, Strategy};
+use strom_cluster::placement::{self, BrokerSlot, Strategy};
 
 use super::client::{ClientArgs, Output, print_json};
 
@@ -89,46 +89,21 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut plans = Vec::new();
     let mut targets: BTreeMap<String, Vec<(i32, Vec<i32>)>> = BTreeMap::new();
-    for (name, current) in &topics {
-        // Replicas every broker holds in the other topics: what balancing counts against.
-        let mut load: BTreeMap<i32, u32> = BTreeMap::new();
-        for (other, assignment) in &topics {
-            if other != name {
-                for r in assignment.iter().flatten() {
-                    *load.entry(*r).or_default() += 1;
-                }
-            }
-        }
-        let rf = current.iter().map(Vec::len).max().unwrap_or(1);
-        let request = PlacementRequest {
-            brokers: &brokers,
-            excluded: &excluded,
-            load: &load,
-            partitions: i32::try_from(current.len()).unwrap_or(i32::MAX),
-            replication_factor: i16::try_from(rf).unwrap_or(i16::MAX),
-            seed: 0,
-        };
-        // A topic with no valid plan (more replicas than brokers left) is reported, and the
-        // other topics are still planned: the user sees everything that blocks a drain.
-        match placement::rebalance(strategy, current, &request) {
-            Ok(plan) if plan.moves.is_empty() => {}
+    // A topic with no valid plan (more replicas than brokers left) is reported, and the
+    // other topics are still planned: the user sees everything that blocks a drain.
+    for (name, outcome) in placement::plan_cluster(strategy, &topics, &brokers, &excluded) {
+        match outcome {
             Ok(plan) => {
-                let changed: Vec<(i32, Vec<i32>)> = plan
-                    .target
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, t)| current.get(*i) != Some(*t))
-                    .map(|(i, t)| (i32::try_from(i).unwrap_or(i32::MAX), t.clone()))
-                    .collect();
-                targets.insert(name.clone(), changed);
+                let current = &topics[&name];
+                targets.insert(name.clone(), plan.changed_partitions(current));
                 let moves = plan
                     .moves
                     .iter()
                     .map(|m| MoveOut { partition: m.partition, from: m.from, to: m.to, reason: m.reason.to_string() })
                     .collect();
-                plans.push((name.clone(), plan.moves, moves, None));
+                plans.push((name, plan.moves, moves, None));
             }
-            Err(e) => plans.push((name.clone(), Vec::new(), Vec::new(), Some(format!("no valid plan: {e}")))),
+            Err(e) => plans.push((name, Vec::new(), Vec::new(), Some(format!("no valid plan: {e}")))),
         }
     }
     let blocked: Vec<String> =
