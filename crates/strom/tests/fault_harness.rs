@@ -7,6 +7,9 @@
 //! - a paused node (SIGSTOP, later SIGCONT), often the leader;
 //! - an isolated node (its link set down: a minority of one cut off from the majority and
 //!   from clients, then healed);
+//! - a node cut off from the other nodes but not from the clients (blackhole routes between
+//!   the namespaces): the minority/majority split with clients on both sides, and, when the
+//!   node leads, a leader its clients reach but its followers do not;
 //! - a power cut of one node (kill -9, every write it had not fsynced dropped, or a seeded
 //!   prefix kept with the last write torn; restarted on what survived);
 //! - a power cut of every node at once (all three killed, all unsynced writes dropped):
@@ -24,10 +27,10 @@
 //! consumer saw each partition's offsets in order, one after another), and no record a
 //! consumer saw that later vanished.
 //!
-//! `STROM_FAULT_STEPS` (default 7: each kind of fault once) and `STROM_FAULT_SEED` choose the
+//! `STROM_FAULT_STEPS` (default 8: each kind of fault once) and `STROM_FAULT_SEED` choose the
 //! run; CI runs the short default. `STROM_FAULT_FAST_RESTARTS=1` restarts dead nodes without
-//! waiting for the cluster to fence them. Without `ip netns` (not root) the nodes run on loopback and the isolation fault
-//! is left out, which the output says.
+//! waiting for the cluster to fence them. Without `ip netns` (not root) the nodes run on loopback and the two network
+//! faults are left out, which the output says.
 
 mod support;
 
@@ -116,6 +119,29 @@ impl Net {
 
     fn heal(&self, i: usize) {
         run(&["ip", "link", "set", &self.host_end(i), "up"]).expect("setting a link up");
+    }
+
+    /// Cuts node `i` off from the other nodes but not from the clients (the bridge address):
+    /// blackhole routes in its namespace to theirs and in theirs to its, so packets between
+    /// them vanish silently, as in a real partition. With 3 nodes this is the minority/majority
+    /// split with clients on both sides; when `i` leads, it is a leader cut off from its
+    /// followers that clients still reach.
+    fn cut_from_peers(&self, i: usize) {
+        for j in (1..=NODES).filter(|j| *j != i) {
+            for (ns, to) in [(self.ns(i), self.ip(j)), (self.ns(j), self.ip(i))] {
+                run(&["ip", "netns", "exec", &ns, "ip", "route", "add", "blackhole", &format!("{to}/32")])
+                    .expect("adding a blackhole route");
+            }
+        }
+    }
+
+    fn rejoin_peers(&self, i: usize) {
+        for j in (1..=NODES).filter(|j| *j != i) {
+            for (ns, to) in [(self.ns(i), self.ip(j)), (self.ns(j), self.ip(i))] {
+                run(&["ip", "netns", "exec", &ns, "ip", "route", "del", "blackhole", &format!("{to}/32")])
+                    .expect("removing a blackhole route");
+            }
+        }
     }
 }
 
@@ -435,7 +461,7 @@ struct History {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
-    let steps = env_u64("STROM_FAULT_STEPS", 7);
+    let steps = env_u64("STROM_FAULT_STEPS", 8);
     let seed = env_u64("STROM_FAULT_SEED", 0x5eed_0ffa);
     let mut c = Cluster::start();
     c.wait_brokers();
@@ -511,7 +537,7 @@ async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
     let mut applied: Vec<String> = Vec::new();
     // Each kind of fault at least once in a default run, in a seeded order; more steps draw
     // at random.
-    let kinds = if c.net.is_some() { 7 } else { 6 };
+    let kinds = if c.net.is_some() { 8 } else { 6 };
     let mut order: Vec<u64> = (0..kinds).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
@@ -568,12 +594,36 @@ async fn no_acknowledged_record_is_lost_under_a_seeded_schedule_of_faults() {
                 c.start_node(victim - 1);
                 format!("node {victim} back with an empty data disk")
             }
-            _ => {
+            6 => {
                 let net = c.net.as_ref().expect("isolation needs the namespaces");
                 net.isolate(victim);
                 tokio::time::sleep(hold).await;
                 net.heal(victim);
                 format!("node {victim} isolated from the others and the clients for {hold:?}")
+            }
+            _ => {
+                let net = c.net.as_ref().expect("a partition needs the namespaces");
+                // A leader, the case that matters: clients still reach it, its followers don't.
+                let victim = c.leader_of(rng.below(PARTITIONS as u64) as usize).unwrap_or(victim);
+                let led: Vec<usize> = (0..PARTITIONS as usize).filter(|p| c.leader_of(*p) == Some(victim)).collect();
+                net.cut_from_peers(victim);
+                // The majority fences it and elects other leaders while clients still reach it.
+                let other = &c.nodes[if victim == 1 { 1 } else { 0 }];
+                let v = victim as i32;
+                let started = Instant::now();
+                while !c.metadata(other, Some(TOPIC)).and_then(|m| partition_view(&m, TOPIC)).is_some_and(|s| {
+                    led.iter().all(|p| s.get(*p).is_some_and(|(l, isr)| *l > 0 && *l != v && !isr.contains(&v)))
+                }) {
+                    assert!(started.elapsed() < HEAL_DEADLINE, "the majority never moved node {victim}'s leaderships");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let moved = started.elapsed();
+                tokio::time::sleep(hold).await;
+                net.rejoin_peers(victim);
+                format!(
+                    "node {victim} (leading partitions {led:?}) cut off from the other nodes, not from the clients; \
+                     new leaders after {moved:?}, healed after {hold:?} more"
+                )
             }
         };
         let healed = c.wait_healed(&what);
