@@ -150,8 +150,8 @@ def create_topic(conn, name, partitions=10, timeout_ms=30000, replication_factor
 # --- the cluster ---------------------------------------------------------------------------
 
 class Cluster:
-    def __init__(self, root, n=3):
-        self.root, self.n = root, n
+    def __init__(self, root, n=3, extra=()):
+        self.root, self.n, self.extra = root, n, list(extra)
         self.internal = [free_port() for _ in range(n)]
         self.kafka = [free_port() for _ in range(n)]
         self.metrics = [free_port() for _ in range(n)]
@@ -172,7 +172,7 @@ class Cluster:
              "--data-dir", os.path.join(self.root, f"data-{node}"),
              "--metrics-listen", f"127.0.0.1:{self.metrics[i]}", "--ready-file", ready,
              "--cluster-id", "bench", "--voters", self.voters,
-             "--internal-listen", f"127.0.0.1:{self.internal[i]}"],
+             "--internal-listen", f"127.0.0.1:{self.internal[i]}", *self.extra],
             stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
         deadline = time.time() + 60
         while not os.path.exists(ready):

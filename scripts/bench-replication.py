@@ -26,6 +26,13 @@ All in one run, on fresh temporary data directories, the load generator sharing 
    survivor in turn, every 10 ms) succeeds through the new leader; the node restarts on its
    data and rejoins the ISR before the next run.
 
+5. reassignment throttle (`--only-reassign`): for each throttle setting, a fresh 3-node
+   cluster, REASSIGN_GIB GiB in a 1-partition RF=1 topic (16 KiB messages, acks=1), then
+   the partition is reassigned to add a second replica (`strom cluster reassign`) while a
+   1-partition RF=3 topic takes 5,000 msg/s of 256 B acks=all produces: how long the move
+   takes and the produce latency (p50/p99/max) over the 10 s from its start, against the same
+   load with no move.
+
 Prints Markdown tables.
 """
 import argparse
@@ -33,6 +40,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -231,6 +239,56 @@ def catch_up(c, bootstrap, gib):
     return messages * 16384, elapsed
 
 
+def reassign_run(root, gib, throttle):
+    """One fresh cluster with `throttle` bytes/s for added replicas: (move seconds, produce
+    latency during the move, produce latency with no move)."""
+    cfg = os.path.join(root, f"throttle-{throttle}.toml")
+    with open(cfg, "w") as f:
+        f.write(f"[cluster]\nreassignment_throttle_bytes_per_sec = {throttle}\nauto_rebalance = false\n")
+    c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"), extra=["--config", cfg])
+    os.makedirs(c.root)
+    try:
+        for node in (1, 2, 3):
+            c.start(node)
+        for node in (1, 2, 3):
+            c.wait_brokers(node, 3)
+        bootstrap = ",".join(c.addr(n) for n in (1, 2, 3))
+        subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", "1", "-r", "1", "big"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", "1", "-r", "3", "live"], check=True,
+                       stdout=subprocess.DEVNULL)
+        owner = wait_state(c.addr(1), "big", lambda l, isr: l > 0, "a leader")[0][0]
+        wait_state(c.addr(1), "live", lambda l, isr: l > 0 and isr == [1, 2, 3], "a full ISR")
+        messages = int(gib * (1 << 30) / 16384)
+        out = subprocess.run([BIN, "bench", "-b", bootstrap, "--topic", "big", "--concurrency", "64",
+                              "--message-size", "16384", "--acks", "1", "--messages", str(messages), "--json"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"strom bench (fill) failed: {out.stderr[-2000:]}")
+        live = ["--rate", "5000"]
+        quiet = run_bench(bootstrap, "live", live, 8)
+        target = f"{owner},{1 + owner % 3}"
+        # The load runs a fixed 10 s window starting with the move (strom bench stops only at
+        # its deadline); the move goes on past it when it takes longer.
+        load = subprocess.Popen([BIN, "bench", "-b", bootstrap, "--topic", "live", "--concurrency", "16",
+                                 "--message-size", "256", "--acks", "all", "--rate", "5000", "--warmup", "0s",
+                                 "--duration", "10s", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        t0 = time.time()
+        move = subprocess.Popen([BIN, "cluster", "reassign", "-b", c.addr(1), "--topic", "big", "--partition", "0",
+                                 "--replicas", target], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = []
+        waiter = threading.Thread(target=lambda: done.append((move.communicate()[1], time.time() - t0)))
+        waiter.start()
+        during = json.loads(load.communicate(timeout=120)[0])
+        waiter.join(timeout=1200)
+        assert move.returncode == 0, f"the reassignment failed: {done}"
+        moved = done[0][1]
+        return moved, during, quiet
+    finally:
+        c.stop_all()
+
+
 def cluster_run(root, parts, duration, half_load, failovers, catchup_gib=0):
     c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"))
     os.makedirs(c.root)
@@ -297,7 +355,25 @@ def main():
     ap.add_argument("--failovers", type=int, default=20)
     ap.add_argument("--catchup-gib", type=float, default=1.0)
     ap.add_argument("--only-catchup", action="store_true", help="skip the throughput and failover parts")
+    ap.add_argument("--only-reassign", action="store_true", help="only the reassignment-throttle part")
+    ap.add_argument("--reassign-gib", type=float, default=1.0)
+    ap.add_argument("--throttles", default="0,100,50", help="added-replica throttles to compare, MiB/s (0: none)")
     args = ap.parse_args()
+    if args.only_reassign:
+        root = tempfile.mkdtemp(prefix="strom-bench-reassign-")
+        try:
+            print("| added-replica throttle | move of the partition | produce msg/s (first 10 s of the move) | p50 ms | "
+                  "p99 ms | max ms | same load, no move: p99 ms |\n|---|---:|---:|---:|---:|---:|---:|")
+            for throttle in (int(t) << 20 for t in args.throttles.split(",")):
+                moved, r, quiet = reassign_run(root, args.reassign_gib, throttle)
+                name = "none" if throttle == 0 else f"{throttle >> 20} MiB/s"
+                lat = r["produce_latency"]
+                print(f"| {name} | {args.reassign_gib:.1f} GiB in {moved:.1f} s "
+                      f"({args.reassign_gib * (1 << 30) / moved / 1e6:.0f} MB/s) | {r['produce']['msgs_per_sec']:,.0f} | "
+                      f"{lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} | {quiet['produce_latency']['p99_ms']} |")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     root = tempfile.mkdtemp(prefix="strom-bench-replication-")
     parts = [1, 64]
     keys = [(n, policy) for policy, _ in POLICIES for n in parts]

@@ -72,7 +72,8 @@ pub struct ClusterSettings {
     /// Most bytes per second a replica being added by a reassignment fetches from its leader
     /// (Kafka's replication throttle), so catch-up traffic cannot starve produce and the
     /// followers already in sync; 0: no limit. Followers already in the replica set are never
-    /// throttled. Default: 100 MiB/s.
+    /// throttled. Default: 20 MiB/s (docs/PERFORMANCE.md: faster catch-up stalled acks=all
+    /// produce on the test machine's one disk).
     pub reassignment_throttle_bytes_per_sec: u64,
 }
 
@@ -94,7 +95,7 @@ impl Default for ClusterSettings {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_s: 300,
             leader_imbalance_per_broker_percentage: 10,
-            reassignment_throttle_bytes_per_sec: 100 << 20,
+            reassignment_throttle_bytes_per_sec: 20 << 20,
             auto_rebalance: true,
             rebalance_interval_s: 300,
             rebalance_threshold: 2,

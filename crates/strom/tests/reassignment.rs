@@ -111,6 +111,9 @@ async fn a_reassigned_partition_moves_under_load_and_leadership_returns_to_the_p
         std::thread::sleep(Duration::from_millis(25));
     }
     assert_eq!(reassign(&c.bootstrap(1), None), 85, "NO_REASSIGNMENT_IN_PROGRESS for a cancel of nothing");
+    let out = strom(&["cluster", "reassign", "--topic", TOPIC, "--partition", "0", "--cancel", "-b", &c.bootstrap(1)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reassignment is in progress"), "{out:?}");
 
     // Preferred-leader election: a failover moves leadership away from the newcomer...
     c.nodes[newcomer as usize - 1].kill9();
@@ -282,4 +285,69 @@ async fn replicas_move_off_a_broker_that_stays_away_and_back_when_it_returns() {
     let got = consume_all(&c.bootstrap(1), "spread", 3);
     let keys: BTreeSet<Vec<u8>> = got.iter().filter_map(|r| r.key.clone()).collect();
     assert_eq!((keys.len(), got.len()), (80, 80), "every record once, through both moves");
+}
+
+/// Bytes of the segment files of partition 0 of `topic` in `data_dir`.
+fn stored_bytes(data_dir: &std::path::Path, topic: &str) -> u64 {
+    std::fs::read_dir(data_dir.join(format!("{topic}-0")))
+        .expect("partition dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// An added replica's catch-up is held to the throttle, and `strom topic describe` shows how
+/// far behind the leader's log end it is while it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_catches_up_no_faster_than_the_throttle_and_describe_shows_its_lag() {
+    const RATE: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strom.toml");
+    std::fs::write(&config, format!("[cluster]\nreassignment_throttle_bytes_per_sec = {RATE}\n")).expect("config");
+    let c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    create_replicated_topic(&c.bootstrap(1), "slow", 1, 1, &[]).await;
+    let owner = wait_partitions(&c.bootstrap(1), "slow", "a leader", |l, _| l > 0)[0].0;
+    let p = producer(&c.bootstrap(owner as usize), &[("acks", "1"), ("linger.ms", "5")]);
+    for i in 0..3000 {
+        send(&p, "slow", format!("k{i}").as_bytes(), &[b'x'; 200]).await;
+    }
+    drop(p);
+    let bytes = stored_bytes(c.nodes[owner as usize - 1].data_dir(), "slow");
+    let other = if owner == 1 { 2 } else { 1 };
+    let started = Instant::now();
+    let out = strom(&[
+        "cluster",
+        "reassign",
+        "--topic",
+        "slow",
+        "--partition",
+        "0",
+        "--replicas",
+        &format!("{owner},{other}"),
+        "--no-wait",
+        "-b",
+        &c.bootstrap(1),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lags = Vec::new();
+    while in_progress(&c.bootstrap(1)) > 0 {
+        let out = strom(&["topic", "describe", "slow", "--output", "json", "-b", &c.bootstrap(owner as usize)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        if let Some(lag) = v["partitions"][0]["replica_lag"][other.to_string()].as_i64() {
+            lags.push(lag);
+        }
+        assert!(started.elapsed() < DEADLINE, "the move never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = started.elapsed();
+    // One second of burst, then the rate.
+    let floor = Duration::from_secs_f64((bytes as f64 / RATE as f64 - 1.5).max(0.0));
+    assert!(took >= floor, "{bytes} bytes moved in {took:?}: faster than {RATE} B/s allows ({floor:?})");
+    assert!(lags.iter().any(|l| *l > 0), "describe showed the new replica behind while it caught up: {lags:?}");
+    assert!(lags.windows(2).all(|w| w[1] <= w[0]), "its lag only shrank: {lags:?}");
+    eprintln!("{bytes} bytes at {RATE} B/s took {took:?}; lags seen {lags:?}");
+    let out = strom(&["topic", "describe", "slow", "--output", "json", "-b", &c.bootstrap(owner as usize)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["partitions"][0]["replica_lag"][other.to_string()], 0, "caught up: {v}");
 }

@@ -1,6 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark) and by timestamp (the first
 //! record whose timestamp is at or after the target). Max-timestamp (-3) needs v7, which is not
-//! advertised.
+//! advertised. As in Kafka, a request from the debugging replica id (-2) is answered by any
+//! replica, leader or follower, from its own log, and "latest" is then its log end offset:
+//! how `strom topic describe` measures each follower's lag.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -17,6 +19,8 @@ use crate::partition::Partition;
 pub const EARLIEST: i64 = -2;
 /// `timestamp` value asking for the end offset (the high watermark).
 pub const LATEST: i64 = -1;
+/// Kafka's `DEBUGGING_REPLICA_ID`: a request from it reads any replica's own log.
+pub const DEBUGGING_REPLICA_ID: i32 = -2;
 
 /// Looks up each requested partition's offset. A partition named twice in one request gets
 /// INVALID_REQUEST for each mention, as from Kafka.
@@ -49,6 +53,14 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     let Some(partition) = state.partition(&t.name.0, p.partition_index) else {
                         return failed(r, state.missing_partition_error(&t.name.0, p.partition_index).code());
                     };
+                    if req.replica_id.0 == DEBUGGING_REPLICA_ID {
+                        let log = partition.log();
+                        return match p.timestamp {
+                            EARLIEST => r.with_offset(log.log_start_offset()).with_timestamp(-1),
+                            LATEST => r.with_offset(log.log_end_offset()).with_timestamp(-1),
+                            _ => failed(r, ResponseError::InvalidRequest.code()),
+                        };
+                    }
                     // v4+ carries the epoch the client believes current; the partition
                     // layer fences a stale one and refuses one it does not know yet.
                     let log = match partition.leader_log(p.current_leader_epoch) {

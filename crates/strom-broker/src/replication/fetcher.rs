@@ -73,6 +73,11 @@ impl Throttle {
         self.available -= bytes as f64;
     }
 
+    /// Bytes the bucket holds now (at least 1: a fetch asks for something).
+    fn budget(&self) -> usize {
+        (self.available.max(1.0)) as usize
+    }
+
     /// How long until throttled partitions may be fetched again.
     fn wait(&mut self) -> Duration {
         self.refill();
@@ -158,6 +163,7 @@ impl ReplicaFetchers {
                         cancel: self.shutdown.child_token(),
                     };
                     let task = FetchLoop {
+                        behind: Default::default(),
                         throttle: Throttle::new(self.config.reassignment_throttle_bytes_per_sec),
                         config: self.config,
                         logs: self.logs.clone(),
@@ -185,6 +191,10 @@ struct FetchLoop {
     config: FetcherConfig,
     /// The budget of the partitions this broker is being added to by a reassignment.
     throttle: Option<Throttle>,
+    /// Throttled partitions still behind their leader's high watermark after their last
+    /// fetch: held back while the budget is spent. One that has caught up keeps fetching
+    /// (it asks for almost nothing, and must report its offset to join the ISR).
+    behind: std::collections::HashSet<(String, i32)>,
     logs: strom_log::LogManager,
     /// The leader log start each partition last followed (so a start that falls inside one
     /// of our segments is not retried at every fetch).
@@ -258,7 +268,7 @@ impl FetchLoop {
             };
             let (request, sent, throttled) = self.request(&parts);
             if sent.is_empty() && throttled {
-                // Only throttled partitions, and their budget is spent: wait for it.
+                // Only throttled partitions behind their leader, and their budget is spent.
                 let wait = self.throttle.as_mut().map_or(Duration::ZERO, Throttle::wait);
                 self.pause(wait.max(Duration::from_millis(1))).await;
                 continue;
@@ -323,9 +333,14 @@ impl FetchLoop {
             if leader != Some(self.leader) {
                 continue;
             }
-            if !throttle_open && p.is_being_added() {
-                held_back = true;
-                continue;
+            let mut max_bytes = self.config.partition_max_bytes;
+            if let Some(t) = self.throttle.as_ref().filter(|_| p.is_being_added()) {
+                let behind = self.behind.contains(&(topic.clone(), *index));
+                if !throttle_open && behind {
+                    held_back = true;
+                    continue;
+                }
+                max_bytes = max_bytes.min(if throttle_open { t.budget() } else { 1 });
             }
             sent.insert((topic.clone(), *index), epoch);
             topics.entry(topic).or_default().push(
@@ -335,7 +350,7 @@ impl FetchLoop {
                     .with_fetch_offset(offset)
                     .with_last_fetched_epoch(last_epoch)
                     .with_log_start_offset(p.log().log_start_offset())
-                    .with_partition_max_bytes(i32::try_from(self.config.partition_max_bytes).unwrap_or(i32::MAX)),
+                    .with_partition_max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX)),
             );
         }
         let topics = topics
@@ -426,13 +441,21 @@ impl FetchLoop {
                     }
                     continue;
                 }
+                let throttled = self.throttle.is_some() && p.is_being_added();
                 if let Some(records) = pd.records.as_ref().filter(|r| !r.is_empty()) {
-                    if let Some(t) = self.throttle.as_mut().filter(|_| p.is_being_added()) {
+                    if let Some(t) = self.throttle.as_mut().filter(|_| throttled) {
                         t.spend(records.len());
                         metrics::counter!("strom_reassignment_fetched_bytes_total").increment(records.len() as u64);
                     }
                     let before = p.log().log_end_offset();
-                    match p.append_as_follower(records) {
+                    let appended_to = p.append_as_follower(records);
+                    if throttled {
+                        match &appended_to {
+                            Ok(end) if *end >= pd.high_watermark => self.behind.remove(&key),
+                            _ => self.behind.insert(key.clone()),
+                        };
+                    }
+                    match appended_to {
                         Ok(end) if end > before => appended.push((p.clone(), end, pd.high_watermark)),
                         Ok(_) => p.set_follower_high_watermark(pd.high_watermark),
                         Err(e) => {
@@ -440,6 +463,9 @@ impl FetchLoop {
                         }
                     }
                 } else {
+                    if throttled {
+                        self.behind.remove(&key); // nothing left to fetch: caught up
+                    }
                     p.set_follower_high_watermark(pd.high_watermark);
                 }
             }

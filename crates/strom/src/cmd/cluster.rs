@@ -39,6 +39,12 @@ enum ClusterCommand {
         after_help = "Examples:\n  strom cluster rebalance --dry-run --exclude 3\n  strom cluster rebalance --exclude 3"
     )]
     Rebalance(super::cluster_rebalance::RebalanceArgs),
+    /// Move one partition to the given brokers (preferred leader first) and wait until it is
+    /// done: the new replicas catch up and join the ISR before the old ones are dropped.
+    #[command(
+        after_help = "Examples:\n  strom cluster reassign --topic orders --partition 0 --replicas 2,3\n  strom cluster reassign --topic orders --partition 0 --cancel"
+    )]
+    Reassign(super::cluster_reassign::ReassignArgs),
     /// Move each partition's leadership to its preferred replica (the first listed) where
     /// that replica is live and in sync, or with --unclean give offline partitions to any
     /// live replica (losing what it lacks).
@@ -76,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ClusterCommand::Status => status(&args.client),
         ClusterCommand::Up(up) => super::cluster_up::run(up),
         ClusterCommand::Rebalance(r) => super::cluster_rebalance::run(&args.client, r),
+        ClusterCommand::Reassign(r) => super::cluster_reassign::reassign_one(&args.client, r),
         ClusterCommand::ElectLeaders(e) => super::cluster_reassign::elect_leaders(&args.client, e),
     }
 }

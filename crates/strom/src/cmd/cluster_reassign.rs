@@ -38,9 +38,13 @@ fn error_name(code: i16) -> String {
     kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
 
+/// Per topic, each partition to move and its target replicas (`None`: cancel its move).
+pub type Targets = BTreeMap<String, Vec<(i32, Option<Vec<i32>>)>>;
+
 /// Asks the cluster to move each listed partition to its target replicas (preferred leader
-/// first) and returns the refusals, as `topic-partition: reason`.
-pub async fn reassign(c: &ClientArgs, targets: &BTreeMap<String, Vec<(i32, Vec<i32>)>>) -> anyhow::Result<Vec<String>> {
+/// first; `None` cancels its reassignment) and returns the refusals, as
+/// `topic-partition: reason`.
+pub async fn reassign(c: &ClientArgs, targets: &Targets) -> anyhow::Result<Vec<String>> {
     let mut conn = connect(c).await?;
     let topics = targets
         .iter()
@@ -51,7 +55,7 @@ pub async fn reassign(c: &ClientArgs, targets: &BTreeMap<String, Vec<(i32, Vec<i
                     .map(|(p, replicas)| {
                         ReassignablePartition::default()
                             .with_partition_index(*p)
-                            .with_replicas(Some(replicas.iter().map(|b| BrokerId(*b)).collect()))
+                            .with_replicas(replicas.as_ref().map(|r| r.iter().map(|b| BrokerId(*b)).collect()))
                     })
                     .collect(),
             )
@@ -105,6 +109,51 @@ pub async fn wait_for_reassignments(c: &ClientArgs, deadline: Duration, quiet: b
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Arguments of `strom cluster reassign`.
+#[derive(Debug, clap::Args)]
+pub struct ReassignArgs {
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// The partition.
+    #[arg(long)]
+    partition: i32,
+    /// The broker ids to hold it, preferred leader first.
+    #[arg(long, value_delimiter = ',', value_name = "ID,...", required_unless_present = "cancel")]
+    replicas: Vec<i32>,
+    /// Cancel the partition's running reassignment (its original replicas stay).
+    #[arg(long, conflicts_with = "replicas")]
+    cancel: bool,
+    /// Return once the move has started, without waiting for it to finish.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (the move goes on in the cluster).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    wait_timeout: Duration,
+}
+
+/// Runs `strom cluster reassign`.
+pub fn reassign_one(c: &ClientArgs, args: ReassignArgs) -> anyhow::Result<std::process::ExitCode> {
+    let target = (!args.cancel).then(|| args.replicas.clone());
+    let targets = BTreeMap::from([(args.topic.clone(), vec![(args.partition, target)])]);
+    let rt = super::client::runtime()?;
+    rt.block_on(async {
+        let started = Instant::now();
+        let refused = reassign(c, &targets).await?;
+        if let Some(why) = refused.first() {
+            bail!("refused: {why}");
+        }
+        if args.cancel || args.no_wait {
+            eprintln!("{}", if args.cancel { "cancelled" } else { "started" });
+            return Ok(());
+        }
+        wait_for_reassignments(c, args.wait_timeout, c.output == Output::Json).await?;
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Arguments of `strom cluster elect-leaders`.

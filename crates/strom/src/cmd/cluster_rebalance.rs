@@ -88,14 +88,17 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let mut plans = Vec::new();
-    let mut targets: BTreeMap<String, Vec<(i32, Vec<i32>)>> = BTreeMap::new();
+    let mut targets = super::cluster_reassign::Targets::new();
     // A topic with no valid plan (more replicas than brokers left) is reported, and the
     // other topics are still planned: the user sees everything that blocks a drain.
     for (name, outcome) in placement::plan_cluster(strategy, &topics, &brokers, &excluded) {
         match outcome {
             Ok(plan) => {
                 let current = &topics[&name];
-                targets.insert(name.clone(), plan.changed_partitions(current));
+                targets.insert(
+                    name.clone(),
+                    plan.changed_partitions(current).into_iter().map(|(p, t)| (p, Some(t))).collect(),
+                );
                 let moves = plan
                     .moves
                     .iter()

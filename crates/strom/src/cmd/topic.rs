@@ -226,6 +226,60 @@ struct DescribedPartition {
     isr: Vec<i32>,
     log_start_offset: i64,
     log_end_offset: i64,
+    /// Each follower's log end behind the leader's, in offsets (replicated partitions only;
+    /// a follower that did not answer is left out). Lag in time is in `/metrics`
+    /// (`strom_replica_lag_seconds`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    replica_lag: BTreeMap<i32, i64>,
+}
+
+/// Each replica's own log end offset, asked of the broker holding it with Kafka's debugging
+/// replica id (any replica answers from its own log): `(topic partition, broker) -> end`.
+/// Brokers that do not answer are left out.
+fn replica_log_ends(
+    c: &ClientArgs,
+    md: &rdkafka::metadata::Metadata,
+    topic: &str,
+) -> anyhow::Result<BTreeMap<(i32, i32), i64>> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else { return Ok(BTreeMap::new()) };
+    let mut by_broker: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in t.partitions().iter().filter(|p| p.replicas().len() > 1) {
+        for r in p.replicas() {
+            by_broker.entry(*r).or_default().push(p.id());
+        }
+    }
+    let addresses: BTreeMap<i32, String> =
+        md.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
+    let rt = runtime()?;
+    let mut out = BTreeMap::new();
+    for (broker, partitions) in by_broker {
+        let Some(addr) = addresses.get(&broker) else { continue };
+        let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-2)).with_topics(vec![
+            ListOffsetsTopic::default().with_name(TopicName(topic.to_string().into())).with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| ListOffsetsPartition::default().with_partition_index(*p).with_timestamp(-1))
+                    .collect(),
+            ),
+        ]);
+        let answer = rt.block_on(async {
+            let mut conn = tokio::time::timeout(
+                c.timeout,
+                strom_broker::replication::BrokerClient::connect(addr, "strom-cli", 16 << 20),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            tokio::time::timeout(c.timeout, conn.call(&request, 4)).await.ok()?.ok()
+        });
+        let Some(answer) = answer else { continue };
+        for p in answer.topics.iter().flat_map(|t| &t.partitions).filter(|p| p.error_code == 0) {
+            out.insert((p.partition_index, broker), p.offset);
+        }
+    }
+    Ok(out)
 }
 
 fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
@@ -244,9 +298,19 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
             isr: p.isr().to_vec(),
             log_start_offset: low,
             log_end_offset: high,
+            replica_lag: BTreeMap::new(),
         });
     }
     partitions.sort_by_key(|p| p.partition);
+    let ends = replica_log_ends(c, &md, name)?;
+    for p in &mut partitions {
+        let Some(leader_end) = ends.get(&(p.partition, p.leader)) else { continue };
+        for r in p.replicas.iter().filter(|r| **r != p.leader) {
+            if let Some(end) = ends.get(&(p.partition, *r)) {
+                p.replica_lag.insert(*r, (leader_end - end).max(0));
+            }
+        }
+    }
     let configs = non_default_configs(c, admin, name)?;
     let d = Described { name: name.to_owned(), replication_factor: replication_factor(topic), partitions, configs };
     match c.output {
@@ -260,7 +324,7 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
             );
             let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
             print_table(
-                &["partition", "leader", "replicas", "isr", "log-start", "log-end"],
+                &["partition", "leader", "replicas", "isr", "log-start", "log-end", "follower-lag"],
                 d.partitions
                     .iter()
                     .map(|p| {
@@ -271,6 +335,7 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
                             ids(&p.isr),
                             p.log_start_offset.to_string(),
                             p.log_end_offset.to_string(),
+                            p.replica_lag.iter().map(|(r, lag)| format!("{r}:{lag}")).collect::<Vec<_>>().join(","),
                         ]
                     })
                     .collect(),
