@@ -239,6 +239,15 @@ def catch_up(c, bootstrap, gib):
     return messages * 16384, elapsed
 
 
+def start_cluster(c):
+    """Starts the 3 nodes of `c`, waits until each lists all three, returns the bootstrap."""
+    for node in (1, 2, 3):
+        c.start(node)
+    for node in (1, 2, 3):
+        c.wait_brokers(node, 3)
+    return ",".join(c.addr(n) for n in (1, 2, 3))
+
+
 def reassign_run(root, gib, throttle):
     """One fresh cluster with `throttle` bytes/s for added replicas: (move seconds, produce
     latency during the move, produce latency with no move)."""
@@ -248,11 +257,7 @@ def reassign_run(root, gib, throttle):
     c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"), extra=["--config", cfg])
     os.makedirs(c.root)
     try:
-        for node in (1, 2, 3):
-            c.start(node)
-        for node in (1, 2, 3):
-            c.wait_brokers(node, 3)
-        bootstrap = ",".join(c.addr(n) for n in (1, 2, 3))
+        bootstrap = start_cluster(c)
         subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", "1", "-r", "1", "big"], check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run([BIN, "topic", "create", "-b", c.addr(1), "-p", "1", "-r", "3", "live"], check=True,
@@ -294,11 +299,7 @@ def cluster_run(root, parts, duration, half_load, failovers, catchup_gib=0):
     os.makedirs(c.root)
     results = {"throughput": {}}
     try:
-        for node in (1, 2, 3):
-            c.start(node)
-        for node in (1, 2, 3):
-            c.wait_brokers(node, 3)
-        bootstrap = ",".join(c.addr(n) for n in (1, 2, 3))
+        bootstrap = start_cluster(c)
         for policy, config in POLICIES:
             for n in parts:
                 topic = f"p{n}-{policy}"

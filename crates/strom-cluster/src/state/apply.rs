@@ -457,33 +457,16 @@ impl ClusterState {
         leader: Option<i32>,
         isr: &[i32],
     ) -> Result<Applied, Rejected> {
-        let live = |id: i32| self.is_live(id);
-        let t = self.topics.get(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
-        let p = usize::try_from(partition)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
-            .ok_or_else(|| Rejected::Invalid(format!("{topic} has no partition {partition}")))?;
-        if p.partition_epoch != partition_epoch {
-            return Err(Rejected::StalePartitionEpoch {
-                topic: topic.to_string(),
-                partition,
-                epoch: partition_epoch,
-                current: p.partition_epoch,
-            });
-        }
+        let leader_live = leader.is_none_or(|l| self.is_live(l));
+        let p = self.partition_for_change(topic, partition, partition_epoch)?;
         if isr.is_empty() || !isr.iter().all(|r| p.replicas.contains(r)) {
             return Err(Rejected::Invalid(format!("ISR {isr:?} is empty or not within replicas {:?}", p.replicas)));
         }
         if let Some(l) = leader {
-            if !isr.contains(&l) || !live(l) {
+            if !isr.contains(&l) || !leader_live {
                 return Err(Rejected::Invalid(format!("leader {l} is not a live member of the ISR {isr:?}")));
             }
         }
-        let index = usize::try_from(partition).unwrap_or(usize::MAX);
-        let t = self.topics.get_mut(topic).ok_or_else(|| Rejected::UnknownTopic(topic.to_string()))?;
-        let Some(p) = t.partitions.get_mut(index) else {
-            return Err(Rejected::Invalid(format!("{topic} has no partition {partition}")));
-        };
         if p.leader != leader {
             p.leader_epoch += 1;
         }
