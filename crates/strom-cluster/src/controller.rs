@@ -639,6 +639,34 @@ impl Controller {
     /// starts a reassignment for each changed partition. `fenced_since` is when this
     /// controller first saw each fenced broker fenced.
     async fn auto_rebalance(&self, rules: AutoRebalance, fenced_since: &HashMap<i32, Instant>) {
+        let gone = |id: &i32| fenced_since.get(id).is_some_and(|t| t.elapsed() >= rules.fenced_delay);
+        // A reassignment waiting for a replica on a broker that has been away that long
+        // will not finish: cancel it (its original replicas stay), so a new plan can place
+        // that replica elsewhere.
+        let stuck: Vec<(String, i32)> = {
+            let s = self.shared.read();
+            s.cluster
+                .topics
+                .iter()
+                .flat_map(|(name, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.adding.iter().any(|r| !p.isr.contains(r) && gone(r)))
+                        .map(move |(i, _)| (name.clone(), i as i32))
+                })
+                .collect()
+        };
+        for (topic, partition) in stuck {
+            match self.reassign(&topic, partition, None).await {
+                Ok(_) => {
+                    warn!(%topic, partition, "automatic rebalance: cancelled a reassignment waiting for a broker that stayed away")
+                }
+                Err(e) => {
+                    warn!(%topic, partition, error = %e, "automatic rebalance: could not cancel a stuck reassignment")
+                }
+            }
+        }
         let (topics, brokers) = {
             let s = self.shared.read();
             let c = &s.cluster;

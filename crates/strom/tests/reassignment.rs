@@ -351,3 +351,82 @@ async fn a_new_replica_catches_up_no_faster_than_the_throttle_and_describe_shows
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["partitions"][0]["replica_lag"][other.to_string()], 0, "caught up: {v}");
 }
+
+/// Bad reassignment and election requests get Kafka's error codes per partition, change
+/// nothing, and the broker keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_reassignments_and_elections_are_refused_partition_by_partition() {
+    use kafka_protocol::messages::ElectLeadersRequest;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let c = Cluster::start();
+    create_replicated_topic(&c.bootstrap(1), TOPIC, 1, 2, &[]).await;
+    wait_partitions(&c.bootstrap(1), TOPIC, "both replicas in sync", |l, isr| l > 0 && isr.len() == 2);
+    let before = replicas(&c.bootstrap(1));
+    let part = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let name = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
+    let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default().with_name(name(TOPIC)).with_partitions(vec![
+            part(0, Some(vec![1, 1])),  // a broker twice
+            part(0, Some(vec![])),      // no replicas
+            part(0, Some(vec![1, 99])), // an unknown broker
+            part(7, Some(vec![1, 2])),  // no such partition
+            part(-1, Some(vec![1, 2])), // nor this one
+        ]),
+        ReassignableTopic::default().with_name(name("no-such-topic")).with_partitions(vec![part(0, Some(vec![1]))]),
+    ]);
+    let r = RawConn::connect(&c.bootstrap(1)).call(0, &request);
+    let codes: Vec<i16> = r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect();
+    // INVALID_REPLICA_ASSIGNMENT (39) x3, UNKNOWN_TOPIC_OR_PARTITION (3) x3.
+    assert_eq!(codes, vec![39, 39, 39, 3, 3, 3], "{r:?}");
+    assert!(r.responses.iter().flat_map(|t| &t.partitions).all(|p| p.error_message.is_some()), "each says why");
+    // v1 without consent to a replication-factor change.
+    let request =
+        AlterPartitionReassignmentsRequest::default().with_allow_replication_factor_change(false).with_topics(vec![
+            ReassignableTopic::default().with_name(name(TOPIC)).with_partitions(vec![part(0, Some(vec![1, 2, 3]))]),
+        ]);
+    let r = RawConn::connect(&c.bootstrap(1)).call(1, &request);
+    assert_eq!(r.responses[0].partitions[0].error_code, 38, "INVALID_REPLICATION_FACTOR: {r:?}");
+
+    let elect = |unclean: i8, topic: &str, partitions: Vec<i32>| {
+        let request = ElectLeadersRequest::default().with_election_type(unclean).with_topic_partitions(Some(vec![
+            TopicPartitions::default().with_topic(name(topic)).with_partitions(partitions),
+        ]));
+        let r = RawConn::connect(&c.bootstrap(2)).call(2, &request);
+        assert_eq!(r.error_code, 0, "{r:?}");
+        r.replica_election_results[0].partition_result.iter().map(|p| p.error_code).collect::<Vec<_>>()
+    };
+    assert_eq!(elect(0, "no-such-topic", vec![0]), vec![3]);
+    assert_eq!(elect(0, TOPIC, vec![5]), vec![3]);
+    assert_eq!(elect(1, TOPIC, vec![0]), vec![84], "unclean: ELECTION_NOT_NEEDED, the partition has a leader");
+    assert_eq!(replicas(&c.bootstrap(1)), before, "nothing changed");
+    assert_eq!(in_progress(&c.bootstrap(1)), 0);
+}
+
+/// A reassignment waiting for a replica on a broker that stays away is cancelled by the
+/// automatic rebalance (its original replicas stay), so it cannot block rebalancing forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_stuck_on_a_dead_broker_is_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strom.toml");
+    std::fs::write(&config, "[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n")
+        .expect("config");
+    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    create_replicated_topic(&c.bootstrap(1), TOPIC, 1, 1, &[]).await;
+    let owner = wait_partitions(&c.bootstrap(1), TOPIC, "a leader", |l, _| l > 0)[0].0;
+    let dead = (1..=3).find(|n| *n != owner).expect("another node");
+    let alive = (1..=3).find(|n| *n != owner && *n != dead).expect("a third node") as usize;
+    c.nodes[dead as usize - 1].kill9();
+    assert_eq!(reassign(&c.bootstrap(alive), Some(vec![owner, dead])), 0, "a registered broker may be named");
+    assert_eq!(in_progress(&c.bootstrap(alive)), 1, "waiting for the dead broker to catch up");
+    let started = Instant::now();
+    while in_progress(&c.bootstrap(alive)) > 0 {
+        assert!(started.elapsed() < DEADLINE, "the stuck reassignment was never cancelled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (after, leader, isr) = replicas(&c.bootstrap(alive));
+    assert_eq!((after, leader, isr), (vec![owner], owner, vec![owner]), "the original replica stays");
+}
