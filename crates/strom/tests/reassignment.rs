@@ -430,3 +430,38 @@ async fn a_reassignment_stuck_on_a_dead_broker_is_cancelled() {
     let (after, leader, isr) = replicas(&c.bootstrap(alive));
     assert_eq!((after, leader, isr), (vec![owner], owner, vec![owner]), "the original replica stays");
 }
+
+/// `strom cluster rebalance` plans with racks, as the controller places with them: on a
+/// layout that the rack rule shaped (node 3 alone in its rack holds a replica of every
+/// partition), the dry run finds nothing to move, where a plan blind to racks would "balance"
+/// replicas off node 3 and put both replicas of a partition in one rack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebalance_plan_keeps_the_rack_rule() {
+    let internal: Vec<u16> = (0..3).map(|_| cluster_util::free_port()).collect();
+    let voters =
+        internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+    let nodes: Vec<_> = (0..3)
+        .map(|i| {
+            let mut args = cluster_util::node_args(i + 1, &voters, internal[i], cluster_util::CLUSTER_ID);
+            args.extend(["--rack".to_string(), if i < 2 { "r1" } else { "r2" }.to_string()]);
+            cluster_util::start_node(&args)
+        })
+        .collect();
+    let c = Cluster { nodes, voters, internal };
+    for n in 1..=3 {
+        c.wait_brokers(&c.bootstrap(n), 3);
+    }
+    create_replicated_topic(&c.bootstrap(1), "racked", 6, 2, &[]).await;
+    let l = wait_partitions(&c.bootstrap(1), "racked", "full ISRs", |l, isr| l > 0 && isr.len() == 2);
+    let m = RawConn::connect(&c.bootstrap(1)).call(9, &support::topic_metadata_request("racked"));
+    let layout: Vec<Vec<i32>> =
+        m.topics[0].partitions.iter().map(|p| p.replica_nodes.iter().map(|b| b.0).collect()).collect();
+    assert!(
+        layout.iter().all(|r| r.contains(&3)),
+        "the rack rule put a replica of each partition on node 3: {layout:?} ({l:?})"
+    );
+    let out = strom(&["cluster", "rebalance", "--dry-run", "--output", "json", "-b", &c.bootstrap(1)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(plans, serde_json::json!([]), "nothing to move on a rack-balanced layout");
+}

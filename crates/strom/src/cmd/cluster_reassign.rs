@@ -38,6 +38,42 @@ fn error_name(code: i16) -> String {
     kafka_protocol::ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
 
+/// The live brokers (with their racks, which librdkafka's metadata does not carry) and
+/// every topic's replica assignment, `__consumer_offsets` included (listings leave it out,
+/// so it is asked for by name: its partitions choose where groups are coordinated, and are
+/// placed like any other), from Metadata requests to the bootstrap broker.
+pub async fn cluster_layout(
+    c: &ClientArgs,
+) -> anyhow::Result<(Vec<strom_cluster::placement::BrokerSlot>, BTreeMap<String, Vec<Vec<i32>>>)> {
+    use kafka_protocol::messages::MetadataRequest;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let mut conn = connect(c).await?;
+    let all = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
+    let internal = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("__consumer_offsets")))]))
+        .with_allow_auto_topic_creation(false);
+    let md = conn.call(&all, 9).await.context("Metadata failed")?;
+    let offsets = conn.call(&internal, 9).await.context("Metadata failed")?;
+    let brokers = md
+        .brokers
+        .iter()
+        .map(|b| strom_cluster::placement::BrokerSlot {
+            id: b.node_id.0,
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+            capacity: None,
+        })
+        .collect();
+    let mut topics = BTreeMap::new();
+    for t in md.topics.iter().chain(&offsets.topics).filter(|t| t.error_code == 0 && !t.partitions.is_empty()) {
+        let Some(topic) = &t.name else { continue };
+        let mut parts: Vec<(i32, Vec<i32>)> =
+            t.partitions.iter().map(|p| (p.partition_index, p.replica_nodes.iter().map(|b| b.0).collect())).collect();
+        parts.sort_by_key(|(id, _)| *id);
+        topics.insert(topic.0.to_string(), parts.into_iter().map(|(_, r)| r).collect());
+    }
+    Ok((brokers, topics))
+}
+
 /// Per topic, each partition to move and its target replicas (`None`: cancel its move).
 pub type Targets = BTreeMap<String, Vec<(i32, Option<Vec<i32>>)>>;
 

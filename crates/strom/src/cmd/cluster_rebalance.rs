@@ -1,17 +1,18 @@
 //! `strom cluster rebalance --dry-run`: the plan that would move replicas so every topic sits
 //! on the live brokers (minus `--exclude`d ones), computed with the cluster's own placement
-//! strategies (`strom_cluster::placement::rebalance`) from a Metadata request. Each move says
+//! strategies (`strom_cluster::placement::plan_cluster`, rack-aware as the controller is)
+//! from Metadata requests. Each move says
 //! why (a broker left, was excluded, balance). Without `--dry-run` the plan is executed: every
 //! changed partition is sent as a reassignment (AlterPartitionReassignments), which the
 //! cluster carries out (add the new replicas, wait until they are in sync, move leadership,
 //! drop the old ones), and the command waits until none is left under way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use serde::Serialize;
-use strom_cluster::placement::{self, BrokerSlot, Strategy};
+use strom_cluster::placement::{self, Strategy};
 
 use super::client::{ClientArgs, Output, print_json};
 
@@ -66,27 +67,9 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
         StrategyArg::RoundRobin => Strategy::RoundRobin,
         StrategyArg::Range => Strategy::Range,
     };
-    let admin = c.admin()?;
-    let md = c.metadata(admin.inner(), None)?;
-    // Listings leave internal topics out; the group coordinator's is asked for by name (its
-    // partitions choose where groups are coordinated, so they are placed like any other).
-    let internal = c.metadata(admin.inner(), Some("__consumer_offsets")).ok();
-    // librdkafka's metadata does not carry racks, so the plan is computed without them.
-    let brokers: Vec<BrokerSlot> =
-        md.brokers().iter().map(|b| BrokerSlot { id: b.id(), rack: None, capacity: None }).collect();
+    let rt = super::client::runtime()?;
+    let (brokers, topics) = rt.block_on(super::cluster_reassign::cluster_layout(c))?;
     let excluded: BTreeSet<i32> = args.exclude.iter().copied().collect();
-    let topics: BTreeMap<String, Vec<Vec<i32>>> = md
-        .topics()
-        .iter()
-        .chain(internal.iter().flat_map(|m| m.topics().iter()))
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| {
-            let mut parts: Vec<(i32, Vec<i32>)> =
-                t.partitions().iter().map(|p| (p.id(), p.replicas().to_vec())).collect();
-            parts.sort_by_key(|(id, _)| *id);
-            (t.name().to_owned(), parts.into_iter().map(|(_, r)| r).collect())
-        })
-        .collect();
     let mut plans = Vec::new();
     let mut targets = super::cluster_reassign::Targets::new();
     // A topic with no valid plan (more replicas than brokers left) is reported, and the
@@ -131,7 +114,7 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if args.dry_run {
-                println!("(dry run; racks are not shown in Metadata to this tool, so the plan ignores them)");
+                println!("(dry run: nothing moved)");
             }
         }
     }
@@ -141,7 +124,6 @@ pub fn run(c: &ClientArgs, args: RebalanceArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run || targets.values().all(Vec::is_empty) {
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = super::client::runtime()?;
     rt.block_on(async {
         let refused = super::cluster_reassign::reassign(c, &targets).await?;
         if !refused.is_empty() {
