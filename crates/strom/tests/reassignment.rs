@@ -422,6 +422,19 @@ async fn a_reassignment_stuck_on_a_dead_broker_is_cancelled() {
     c.nodes[dead as usize - 1].kill9();
     assert_eq!(reassign(&c.bootstrap(alive), Some(vec![owner, dead])), 0, "a registered broker may be named");
     assert_eq!(in_progress(&c.bootstrap(alive)), 1, "waiting for the dead broker to catch up");
+    // `strom cluster status` shows both: the move under way, and the dead broker holding a
+    // replica (once it is fenced).
+    let started = Instant::now();
+    loop {
+        let out = strom(&["cluster", "status", "--output", "json", "-b", &c.bootstrap(alive)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        if v["unavailable_brokers"] == serde_json::json!([{ "id": dead, "replicas": 1 }]) {
+            assert_eq!(v["reassigning"], 1, "{v}");
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "status never showed the dead broker: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let started = Instant::now();
     while in_progress(&c.bootstrap(alive)) > 0 {
         assert!(started.elapsed() < DEADLINE, "the stuck reassignment was never cancelled");

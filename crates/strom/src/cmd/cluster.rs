@@ -95,6 +95,17 @@ struct Status {
     partitions: usize,
     offline: Vec<String>,
     under_replicated: Vec<String>,
+    /// Brokers that hold replicas but are not live (fenced: dead, cut off, or restarting),
+    /// with how many replicas each holds.
+    unavailable_brokers: Vec<UnavailableBroker>,
+    /// Partitions whose replicas are moving (a reassignment under way).
+    reassigning: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct UnavailableBroker {
+    id: i32,
+    replicas: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +129,7 @@ fn status(c: &ClientArgs) -> anyhow::Result<ExitCode> {
         .collect();
     brokers.sort_by_key(|b| b.id);
     let (mut partitions, mut offline, mut under) = (0, Vec::new(), Vec::new());
+    let mut away: std::collections::BTreeMap<i32, usize> = std::collections::BTreeMap::new();
     let topics = md.topics().iter().chain(internal.iter().flat_map(|m| m.topics().iter()));
     for t in topics.filter(|t| t.error().is_none()) {
         for p in t.partitions() {
@@ -133,8 +145,13 @@ fn status(c: &ClientArgs) -> anyhow::Result<ExitCode> {
                 b.leaders += usize::from(b.id == p.leader());
                 b.replicas += usize::from(p.replicas().contains(&b.id));
             }
+            for r in p.replicas().iter().filter(|r| !brokers.iter().any(|b| b.id == **r)) {
+                *away.entry(*r).or_insert(0) += 1;
+            }
         }
     }
+    let reassigning =
+        super::client::runtime()?.block_on(super::cluster_reassign::reassignments_in_progress(c)).unwrap_or_default();
     let status = Status {
         cluster_id: admin.inner().fetch_cluster_id(c.timeout),
         controller: controller_id(admin.inner(), c.timeout),
@@ -142,6 +159,8 @@ fn status(c: &ClientArgs) -> anyhow::Result<ExitCode> {
         partitions,
         offline,
         under_replicated: under,
+        unavailable_brokers: away.into_iter().map(|(id, replicas)| UnavailableBroker { id, replicas }).collect(),
+        reassigning,
     };
     match c.output {
         Output::Json => print_json(&status)?,
@@ -179,6 +198,14 @@ fn status(c: &ClientArgs) -> anyhow::Result<ExitCode> {
             }
             if !status.under_replicated.is_empty() {
                 println!("under-replicated: {}", status.under_replicated.join(", "));
+            }
+            if !status.unavailable_brokers.is_empty() {
+                let list: Vec<String> =
+                    status.unavailable_brokers.iter().map(|b| format!("{} ({} replicas)", b.id, b.replicas)).collect();
+                println!("not live (fenced), holding replicas: {}", list.join(", "));
+            }
+            if status.reassigning > 0 {
+                println!("reassignments under way: {} partition(s)", status.reassigning);
             }
         }
     }
