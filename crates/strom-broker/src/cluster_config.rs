@@ -30,6 +30,10 @@ pub struct ClusterSettings {
     pub internal_advertised: Option<String>,
     /// This broker's rack, for rack-aware placement. Default: none.
     pub rack: Option<String>,
+    /// Most replicas placement may put on this broker (new topics, partitions, automatic
+    /// rebalancing): a creation that would need more fails with INVALID_PARTITIONS or
+    /// INVALID_REPLICATION_FACTOR. Replicas it already holds stay. Default: no limit.
+    pub max_replicas: Option<u32>,
     /// How often the broker heartbeats the controller. Default: 250 ms.
     pub heartbeat_interval_ms: u64,
     /// A broker silent for this long is fenced: it leaves Metadata and every ISR, and its
@@ -85,6 +89,7 @@ impl Default for ClusterSettings {
             internal_listen: "127.0.0.1:9093".to_string(),
             internal_advertised: None,
             rack: None,
+            max_replicas: None,
             heartbeat_interval_ms: 250,
             session_timeout_ms: 1500,
             election_timeout_min_ms: 300,

@@ -104,8 +104,13 @@ impl MetadataSource {
         strom_log::create_dir_durable(&config.data_dir)?;
         let node_config = settings.node_config(config.node_id, &config.data_dir)?;
         let storage_id = storage_id(&config.data_dir)?;
-        let endpoint =
-            BrokerEndpoint { host: me.host, port: me.port, rack: settings.rack.clone(), storage_id: Some(storage_id) };
+        let endpoint = BrokerEndpoint {
+            host: me.host,
+            port: me.port,
+            rack: settings.rack.clone(),
+            storage_id: Some(storage_id),
+            max_replicas: settings.max_replicas,
+        };
         let node = ClusterNode::start(node_config, endpoint)
             .await
             .map_err(|e| Error::Config { field: "cluster", reason: e.to_string() })?;

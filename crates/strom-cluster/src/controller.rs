@@ -44,6 +44,9 @@ pub enum ControllerRequest {
         /// Its data directory's id.
         #[serde(default)]
         storage_id: Option<Uuid>,
+        /// Most replicas placement may give it.
+        #[serde(default)]
+        max_replicas: Option<u32>,
     },
     /// A broker is alive; `applied_index` is how far it has applied the metadata log.
     Heartbeat {
@@ -350,7 +353,16 @@ impl Controller {
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerReply, ControllerError> {
         self.ensure_leader()?;
         match request {
-            ControllerRequest::Register { node_id, incarnation, host, port, rack, internal_address, storage_id } => {
+            ControllerRequest::Register {
+                node_id,
+                incarnation,
+                host,
+                port,
+                rack,
+                internal_address,
+                storage_id,
+                max_replicas,
+            } => {
                 self.check_duplicate(node_id, incarnation)?;
                 let lost = {
                     let s = self.shared.read();
@@ -376,6 +388,7 @@ impl Controller {
                         rack,
                         internal_address,
                         storage_id,
+                        max_replicas,
                     })
                     .await?;
                 self.sessions().last_seen.insert(node_id, Instant::now());
@@ -677,8 +690,10 @@ impl Controller {
             if fenced.iter().any(|id| fenced_since.get(id).is_none_or(|t| t.elapsed() < rules.fenced_delay)) {
                 return; // maybe a restart: wait for it to come back or stay away long enough
             }
-            let brokers: Vec<BrokerSlot> =
-                c.live_brokers().map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: None }).collect();
+            let brokers: Vec<BrokerSlot> = c
+                .live_brokers()
+                .map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: b.max_replicas })
+                .collect();
             let mut counts: BTreeMap<i32, u32> = brokers.iter().map(|b| (b.id, 0)).collect();
             let mut on_gone = false;
             for r in c.topics.values().flat_map(|t| &t.partitions).flat_map(|p| &p.replicas) {
@@ -862,7 +877,7 @@ impl Controller {
             let brokers: Vec<BrokerSlot> = s
                 .cluster
                 .live_brokers()
-                .map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: None })
+                .map(|b| BrokerSlot { id: b.node_id, rack: b.rack.clone(), capacity: b.max_replicas })
                 .collect();
             (brokers, s.cluster.replica_load())
         };

@@ -118,6 +118,8 @@ pub struct BrokerEndpoint {
     pub rack: Option<String>,
     /// The id of the broker's data directory (see [`crate::state::Command::RegisterBroker`]).
     pub storage_id: Option<Uuid>,
+    /// Most replicas placement may give this broker (`None`: no limit).
+    pub max_replicas: Option<u32>,
 }
 
 /// Where this node's broker registration stands.
@@ -474,6 +476,7 @@ impl ClusterNode {
                 rack: broker.rack.clone(),
                 internal_address: self.internal_address(),
                 storage_id: broker.storage_id,
+                max_replicas: broker.max_replicas,
             };
             let epoch = loop {
                 if self.shutdown.is_cancelled() {

@@ -34,7 +34,13 @@ fn config(id: u64, dir: &std::path::Path, voters: &BTreeMap<u64, String>) -> Clu
 }
 
 fn endpoint(id: u64) -> BrokerEndpoint {
-    BrokerEndpoint { host: "127.0.0.1".into(), port: 9000 + id as i32, rack: None, storage_id: None }
+    BrokerEndpoint {
+        host: "127.0.0.1".into(),
+        port: 9000 + id as i32,
+        rack: None,
+        storage_id: None,
+        max_replicas: None,
+    }
 }
 
 impl Cluster {

@@ -478,3 +478,41 @@ async fn the_rebalance_plan_keeps_the_rack_rule() {
     let plans: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(plans, serde_json::json!([]), "nothing to move on a rack-balanced layout");
 }
+
+/// `[cluster] max_replicas` caps what placement gives a broker: node 3, capped at 1, gets one
+/// replica of a 6-partition topic (balanced placement would give it 2) and none of the next
+/// topic; a topic that would need more of it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_respects_each_brokers_replica_capacity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let capped = dir.path().join("capped.toml");
+    std::fs::write(&capped, "[cluster]\nmax_replicas = 1\n").expect("config");
+    let internal: Vec<u16> = (0..3).map(|_| cluster_util::free_port()).collect();
+    let voters =
+        internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+    let nodes: Vec<_> = (0..3)
+        .map(|i| {
+            let mut args = cluster_util::node_args(i + 1, &voters, internal[i], cluster_util::CLUSTER_ID);
+            if i == 2 {
+                args.extend(["--config".to_string(), capped.display().to_string()]);
+            }
+            cluster_util::start_node(&args)
+        })
+        .collect();
+    let c = Cluster { nodes, voters, internal };
+    for n in 1..=3 {
+        c.wait_brokers(&c.bootstrap(n), 3);
+    }
+    let on_3 = |topic: &str| {
+        let m = RawConn::connect(&c.bootstrap(1)).call(9, &support::topic_metadata_request(topic));
+        m.topics[0].partitions.iter().filter(|p| p.replica_nodes.iter().any(|b| b.0 == 3)).count()
+    };
+    create_replicated_topic(&c.bootstrap(1), "first", 6, 1, &[]).await;
+    assert_eq!(on_3("first"), 1, "node 3 holds its one replica");
+    create_replicated_topic(&c.bootstrap(1), "second", 6, 1, &[]).await;
+    assert_eq!(on_3("second"), 0, "node 3 is full");
+    let out = strom(&["topic", "create", "third", "-p", "1", "-r", "3", "-b", &c.bootstrap(1)]);
+    assert!(!out.status.success(), "RF 3 needs node 3, which is full");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("Invalid number of partitions"), "INVALID_PARTITIONS: {err}");
+}

@@ -31,6 +31,9 @@ pub enum Command {
         /// (KIP-903). `None` from a log written before storage ids.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         storage_id: Option<Uuid>,
+        /// Most replicas placement may give it (`None`: no limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_replicas: Option<u32>,
     },
     /// Removes a broker from the registry (decommissioning). Refused while it holds replicas.
     UnregisterBroker {
@@ -231,7 +234,16 @@ impl ClusterState {
     /// command leaves the state unchanged.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Applied, Rejected> {
         match command {
-            Command::RegisterBroker { node_id, incarnation, host, port, rack, internal_address, storage_id } => {
+            Command::RegisterBroker {
+                node_id,
+                incarnation,
+                host,
+                port,
+                rack,
+                internal_address,
+                storage_id,
+                max_replicas,
+            } => {
                 let lost_disk = self
                     .brokers
                     .get(node_id)
@@ -247,6 +259,7 @@ impl ClusterState {
                     internal_address: internal_address.clone(),
                     fenced: true,
                     storage_id: *storage_id,
+                    max_replicas: *max_replicas,
                 };
                 // A re-registration replaces the old one; until the broker is unfenced it is
                 // out of every ISR and leads nothing, as if its old registration were fenced.

@@ -44,6 +44,9 @@ pub struct BrokerRecord {
     /// Its data directory's id (see [`Command::RegisterBroker`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_id: Option<Uuid>,
+    /// Most replicas placement may give it (`[cluster] max_replicas`); `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replicas: Option<u32>,
 }
 
 /// One partition's replicas and leadership.

@@ -23,6 +23,7 @@ fn register_as(id: i32, incarnation: Uuid, storage: Uuid) -> Command {
         rack: None,
         internal_address: format!("127.0.0.1:{}", 19000 + id),
         storage_id: Some(storage),
+        max_replicas: None,
     }
 }
 
