@@ -331,11 +331,16 @@ async fn a_new_replica_catches_up_no_faster_than_the_throttle_and_describe_shows
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut lags = Vec::new();
+    let mut ages = Vec::new();
+    let produced = Instant::now();
     while in_progress(&c.bootstrap(1)) > 0 {
         let out = strom(&["topic", "describe", "slow", "--output", "json", "-b", &c.bootstrap(owner as usize)]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         if let Some(lag) = v["partitions"][0]["replica_lag"][other.to_string()].as_i64() {
             lags.push(lag);
+        }
+        if let Some(ms) = v["partitions"][0]["replica_lag_ms"][other.to_string()].as_i64() {
+            ages.push(ms);
         }
         assert!(started.elapsed() < DEADLINE, "the move never finished");
         std::thread::sleep(Duration::from_millis(200));
@@ -346,6 +351,14 @@ async fn a_new_replica_catches_up_no_faster_than_the_throttle_and_describe_shows
     assert!(took >= floor, "{bytes} bytes moved in {took:?}: faster than {RATE} B/s allows ({floor:?})");
     assert!(lags.iter().any(|l| *l > 0), "describe showed the new replica behind while it caught up: {lags:?}");
     assert!(lags.windows(2).all(|w| w[1] <= w[0]), "its lag only shrank: {lags:?}");
+    // The records it lacked were all produced before the move began: the oldest of them is
+    // at least as old as the time since then.
+    let (first_age, last_age) = (ages.first().copied(), ages.last().copied());
+    assert!(
+        first_age.is_some_and(|a| a >= 0)
+            && last_age.is_some_and(|a| a as u128 >= produced.elapsed().as_millis().saturating_sub(1500)),
+        "describe showed how old the oldest missing record is: {ages:?}"
+    );
     eprintln!("{bytes} bytes at {RATE} B/s took {took:?}; lags seen {lags:?}");
     let out = strom(&["topic", "describe", "slow", "--output", "json", "-b", &c.bootstrap(owner as usize)]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -227,10 +227,45 @@ struct DescribedPartition {
     log_start_offset: i64,
     log_end_offset: i64,
     /// Each follower's log end behind the leader's, in offsets (replicated partitions only;
-    /// a follower that did not answer is left out). Lag in time is in `/metrics`
-    /// (`strom_replica_lag_seconds`).
+    /// a follower that did not answer is left out).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     replica_lag: BTreeMap<i32, i64>,
+    /// For each follower that lacks committed records: how old the oldest of them is, in ms
+    /// (now minus its timestamp): how far behind in time the follower is. The leader's
+    /// `/metrics` has Kafka's other measure, the time since it was last caught up
+    /// (`strom_replica_lag_seconds`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    replica_lag_ms: BTreeMap<i32, i64>,
+}
+
+/// The timestamp of the record at `offset` of `topic`-`partition`, read from its leader at
+/// `addr` as a consumer would (so only below the high watermark); `None` if it cannot be read.
+async fn record_timestamp(c: &ClientArgs, addr: &str, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1)
+        .with_topics(vec![
+            FetchTopic::default().with_topic(TopicName(topic.to_string().into())).with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1),
+            ]),
+        ]);
+    let mut conn =
+        tokio::time::timeout(c.timeout, strom_broker::replication::BrokerClient::connect(addr, "strom-cli", 64 << 20))
+            .await
+            .ok()?
+            .ok()?;
+    let response = tokio::time::timeout(c.timeout, conn.call(&request, 4)).await.ok()?.ok()?;
+    let data = response.responses.first()?.partitions.first()?;
+    let mut records = data.records.clone()?;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut records).ok()?;
+    set.records.iter().find(|r| r.offset >= offset).map(|r| r.timestamp)
 }
 
 /// Each replica's own log end offset, asked of the broker holding it with Kafka's debugging
@@ -299,15 +334,25 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
             log_start_offset: low,
             log_end_offset: high,
             replica_lag: BTreeMap::new(),
+            replica_lag_ms: BTreeMap::new(),
         });
     }
     partitions.sort_by_key(|p| p.partition);
     let ends = replica_log_ends(c, &md, name)?;
+    let addresses: BTreeMap<i32, String> =
+        md.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
+    let rt = runtime()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     for p in &mut partitions {
         let Some(leader_end) = ends.get(&(p.partition, p.leader)) else { continue };
         for r in p.replicas.iter().filter(|r| **r != p.leader) {
-            if let Some(end) = ends.get(&(p.partition, *r)) {
-                p.replica_lag.insert(*r, (leader_end - end).max(0));
+            let Some(end) = ends.get(&(p.partition, *r)) else { continue };
+            p.replica_lag.insert(*r, (leader_end - end).max(0));
+            let Some(addr) = addresses.get(&p.leader).filter(|_| *end < p.log_end_offset) else { continue };
+            if let Some(ts) = rt.block_on(record_timestamp(c, addr, name, p.partition, *end)) {
+                p.replica_lag_ms.insert(*r, (now_ms - ts).max(0));
             }
         }
     }
@@ -335,7 +380,14 @@ fn describe(c: &ClientArgs, admin: &Admin, name: &str) -> anyhow::Result<()> {
                             ids(&p.isr),
                             p.log_start_offset.to_string(),
                             p.log_end_offset.to_string(),
-                            p.replica_lag.iter().map(|(r, lag)| format!("{r}:{lag}")).collect::<Vec<_>>().join(","),
+                            p.replica_lag
+                                .iter()
+                                .map(|(r, lag)| match p.replica_lag_ms.get(r) {
+                                    Some(ms) => format!("{r}:{lag} ({:.1}s)", *ms as f64 / 1000.0),
+                                    None => format!("{r}:{lag}"),
+                                })
+                                .collect::<Vec<_>>()
+                                .join(","),
                         ]
                     })
                     .collect(),
