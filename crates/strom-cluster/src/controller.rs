@@ -547,22 +547,26 @@ impl Controller {
         }
     }
 
+    /// Every `(topic, partition)` whose record satisfies `wanted`, from one read of the state.
+    fn partitions_where(
+        &self,
+        wanted: impl Fn(&crate::state::ClusterState, &crate::state::TopicRecord, &crate::state::PartitionRecord) -> bool,
+    ) -> Vec<(String, i32)> {
+        let s = self.shared.read();
+        let mut out = Vec::new();
+        for (name, t) in &s.cluster.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if wanted(&s.cluster, t, p) {
+                    out.push((name.clone(), i as i32));
+                }
+            }
+        }
+        out
+    }
+
     /// Completes every reassignment whose added replicas are all in sync.
     async fn complete_reassignments(&self) {
-        let ready: Vec<(String, i32)> = {
-            let s = self.shared.read();
-            s.cluster
-                .topics
-                .iter()
-                .flat_map(|(name, t)| {
-                    t.partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.reassigning() && p.adding.iter().all(|r| p.isr.contains(r)))
-                        .map(move |(i, _)| (name.clone(), i as i32))
-                })
-                .collect()
-        };
+        let ready = self.partitions_where(|_, _, p| p.reassigning() && p.adding.iter().all(|r| p.isr.contains(r)));
         for (topic, partition) in ready {
             self.complete_reassignment(&topic, partition).await;
         }
@@ -656,20 +660,7 @@ impl Controller {
         // A reassignment waiting for a replica on a broker that has been away that long
         // will not finish: cancel it (its original replicas stay), so a new plan can place
         // that replica elsewhere.
-        let stuck: Vec<(String, i32)> = {
-            let s = self.shared.read();
-            s.cluster
-                .topics
-                .iter()
-                .flat_map(|(name, t)| {
-                    t.partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.adding.iter().any(|r| !p.isr.contains(r) && gone(r)))
-                        .map(move |(i, _)| (name.clone(), i as i32))
-                })
-                .collect()
-        };
+        let stuck = self.partitions_where(|_, _, p| p.adding.iter().any(|r| !p.isr.contains(r) && gone(r)));
         for (topic, partition) in stuck {
             match self.reassign(&topic, partition, None).await {
                 Ok(_) => {
@@ -737,21 +728,11 @@ impl Controller {
     /// Elects a live replica for every offline partition of a topic with
     /// `unclean.leader.election.enable=true`.
     async fn unclean_elections(&self) {
-        let offline: Vec<(String, i32)> = {
-            let s = self.shared.read();
-            s.cluster
-                .topics
-                .iter()
-                .filter(|(_, t)| t.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v.trim() == "true"))
-                .flat_map(|(name, t)| {
-                    t.partitions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.leader.is_none() && p.replicas.iter().any(|r| s.cluster.is_live(*r)))
-                        .map(move |(i, _)| (name.clone(), i as i32))
-                })
-                .collect()
-        };
+        let offline = self.partitions_where(|cluster, t, p| {
+            t.configs.get(UNCLEAN_LEADER_ELECTION).is_some_and(|v| v.trim() == "true")
+                && p.leader.is_none()
+                && p.replicas.iter().any(|r| cluster.is_live(*r))
+        });
         for (topic, partition) in offline {
             if let Err(e) = self.elect_leader(&topic, partition, true).await {
                 warn!(%topic, partition, error = %e, "unclean leader election failed");

@@ -52,6 +52,16 @@ fn in_progress(bootstrap: &str) -> usize {
     r.topics.iter().map(|t| t.partitions.len()).sum()
 }
 
+/// A cluster whose every node also reads `toml` (`--config`); the directory holding the file
+/// lives as long as the returned guard.
+fn cluster_with_config(toml: impl AsRef<str>) -> (tempfile::TempDir, Cluster) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strom.toml");
+    std::fs::write(&config, toml.as_ref()).expect("config");
+    let c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    (dir, c)
+}
+
 fn strom(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_strom")).args(args).output().expect("running strom")
 }
@@ -175,10 +185,7 @@ fn log_start(bootstrap: &str, topic: &str) -> i64 {
 /// up from there, and the reassignment completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_added_after_retention_ran_starts_at_the_leaders_log_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("strom.toml");
-    std::fs::write(&config, "retention_check_interval_ms = 100\n").expect("config");
-    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    let (_dir, mut c) = cluster_with_config("retention_check_interval_ms = 100\n");
     let configs = [("segment.bytes", "1024"), ("retention.bytes", "2048")];
     create_replicated_topic(&c.bootstrap(1), "aged", 1, 1, &configs).await;
     let state = wait_partitions(&c.bootstrap(1), "aged", "a leader", |l, _| l > 0);
@@ -254,11 +261,8 @@ fn wait_layout(bootstrap: &str, what: &str, ok: impl Fn(&[(Vec<i32>, Vec<i32>)])
 /// brings some back to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_move_off_a_broker_that_stays_away_and_back_when_it_returns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("strom.toml");
-    std::fs::write(&config, "[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n")
-        .expect("config");
-    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    let (_dir, mut c) =
+        cluster_with_config("[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n");
     create_replicated_topic(&c.bootstrap(1), "spread", 3, 2, &[]).await;
     let full = |l: &[(Vec<i32>, Vec<i32>)]| l.iter().all(|(r, isr)| r.len() == 2 && isr.len() == 2);
     let before = wait_layout(&c.bootstrap(1), "every partition fully in sync", full);
@@ -302,10 +306,7 @@ fn stored_bytes(data_dir: &std::path::Path, topic: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_replica_catches_up_no_faster_than_the_throttle_and_describe_shows_its_lag() {
     const RATE: u64 = 100_000;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("strom.toml");
-    std::fs::write(&config, format!("[cluster]\nreassignment_throttle_bytes_per_sec = {RATE}\n")).expect("config");
-    let c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    let (_dir, c) = cluster_with_config(format!("[cluster]\nreassignment_throttle_bytes_per_sec = {RATE}\n"));
     create_replicated_topic(&c.bootstrap(1), "slow", 1, 1, &[]).await;
     let owner = wait_partitions(&c.bootstrap(1), "slow", "a leader", |l, _| l > 0)[0].0;
     let p = producer(&c.bootstrap(owner as usize), &[("acks", "1"), ("linger.ms", "5")]);
@@ -423,11 +424,8 @@ async fn bad_reassignments_and_elections_are_refused_partition_by_partition() {
 /// automatic rebalance (its original replicas stay), so it cannot block rebalancing forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reassignment_stuck_on_a_dead_broker_is_cancelled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("strom.toml");
-    std::fs::write(&config, "[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n")
-        .expect("config");
-    let mut c = Cluster::start_with(&["--config".to_string(), config.display().to_string()]);
+    let (_dir, mut c) =
+        cluster_with_config("[cluster]\nrebalance_interval_s = 1\nfenced_broker_rebalance_delay_s = 2\n");
     create_replicated_topic(&c.bootstrap(1), TOPIC, 1, 1, &[]).await;
     let owner = wait_partitions(&c.bootstrap(1), TOPIC, "a leader", |l, _| l > 0)[0].0;
     let dead = (1..=3).find(|n| *n != owner).expect("another node");

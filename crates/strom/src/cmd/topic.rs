@@ -248,14 +248,14 @@ async fn record_timestamp(c: &ClientArgs, addr: &str, topic: &str, partition: i3
         .with_max_wait_ms(0)
         .with_min_bytes(0)
         .with_max_bytes(1)
-        .with_topics(vec![
-            FetchTopic::default().with_topic(TopicName(topic.to_string().into())).with_partitions(vec![
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(topic.to_string().into())).with_partitions(
+            vec![
                 FetchPartition::default()
                     .with_partition(partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(1),
-            ]),
-        ]);
+            ],
+        )]);
     let mut conn =
         tokio::time::timeout(c.timeout, strom_broker::replication::BrokerClient::connect(addr, "strom-cli", 64 << 20))
             .await
