@@ -33,6 +33,12 @@ All in one run, on fresh temporary data directories, the load generator sharing 
    takes and the produce latency (p50/p99/max) over the 10 s from its start, against the same
    load with no move.
 
+6. compounded failover (`--only-controller-failover`, FAILOVERS times): the leader of a
+   1-partition RF=3 topic is made the controller's own node (replicas reordered with
+   `strom cluster reassign`, then `strom cluster elect-leaders`), then that node is killed
+   -9: how long until an acks=all Produce succeeds through the new leader (the new
+   controller must be elected before it can move the leadership).
+
 Prints Markdown tables.
 """
 import argparse
@@ -294,6 +300,40 @@ def reassign_run(root, gib, throttle):
         c.stop_all()
 
 
+def controller_failover(root, runs):
+    """Kill -9 of the node that is both the controller and the partition's leader, `runs`
+    times: seconds until an acks=all produce succeeds through a survivor."""
+    c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"))
+    os.makedirs(c.root)
+    times = []
+    try:
+        start_cluster(c)
+        topic = "failover"
+        assert bc.create_topic(bc.Conn(c.addr(1)), topic, partitions=1, replication_factor=3) == 0
+        for run in range(runs):
+            controller = c.wait_brokers(1 if run % 2 else 2, 3)
+            others = [n for n in (1, 2, 3) if n != controller]
+            wait_state(c.addr(others[0]), topic, lambda l, isr: l > 0 and isr == [1, 2, 3], "a full ISR")
+            subprocess.run([BIN, "cluster", "reassign", "-b", c.addr(others[0]), "--topic", topic, "--partition", "0",
+                            "--replicas", ",".join(str(n) for n in [controller, *others])], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run([BIN, "cluster", "elect-leaders", "-b", c.addr(others[0]), "--topic", topic], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_state(c.addr(others[0]), topic, lambda l, isr: l == controller and isr == [1, 2, 3],
+                       "the controller leading")
+            assert produce(c.addr(controller), topic, b"before") == 0
+            t0 = time.time()
+            c.kill9(controller)
+            while not any(produce(c.addr(n), topic, b"after") == 0 for n in others):
+                assert time.time() - t0 < 60, "no leader took over"
+                time.sleep(0.01)
+            times.append(time.time() - t0)
+            c.start(controller)
+    finally:
+        c.stop_all()
+    return times
+
+
 def cluster_run(root, parts, duration, half_load, failovers, catchup_gib=0):
     c = bc.Cluster(os.path.join(root, f"cluster-{time.time_ns()}"))
     os.makedirs(c.root)
@@ -357,9 +397,21 @@ def main():
     ap.add_argument("--catchup-gib", type=float, default=1.0)
     ap.add_argument("--only-catchup", action="store_true", help="skip the throughput and failover parts")
     ap.add_argument("--only-reassign", action="store_true", help="only the reassignment-throttle part")
+    ap.add_argument("--only-controller-failover", action="store_true",
+                    help="only the failover of a node that is both controller and leader")
     ap.add_argument("--reassign-gib", type=float, default=1.0)
     ap.add_argument("--throttles", default="0,100,50", help="added-replica throttles to compare, MiB/s (0: none)")
     args = ap.parse_args()
+    if args.only_controller_failover:
+        root = tempfile.mkdtemp(prefix="strom-bench-ctlfail-")
+        try:
+            t = controller_failover(root, args.failovers)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"compounded failover (kill -9 of the node that is controller and leader -> acks=all produce "
+              f"through the new leader), {len(t)} runs: p50 {bc.ms(bc.pct(t, 50))}, max {bc.ms(max(t))}; "
+              f"all: {', '.join(f'{x:.2f}' for x in t)} s")
+        return
     if args.only_reassign:
         root = tempfile.mkdtemp(prefix="strom-bench-reassign-")
         try:
