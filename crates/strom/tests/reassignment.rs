@@ -466,20 +466,7 @@ async fn a_reassignment_stuck_on_a_dead_broker_is_cancelled() {
 /// replicas off node 3 and put both replicas of a partition in one rack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rebalance_plan_keeps_the_rack_rule() {
-    let internal: Vec<u16> = (0..3).map(|_| cluster_util::free_port()).collect();
-    let voters =
-        internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-    let nodes: Vec<_> = (0..3)
-        .map(|i| {
-            let mut args = cluster_util::node_args(i + 1, &voters, internal[i], cluster_util::CLUSTER_ID);
-            args.extend(["--rack".to_string(), if i < 2 { "r1" } else { "r2" }.to_string()]);
-            cluster_util::start_node(&args)
-        })
-        .collect();
-    let c = Cluster { nodes, voters, internal };
-    for n in 1..=3 {
-        c.wait_brokers(&c.bootstrap(n), 3);
-    }
+    let c = Cluster::start_each(|n| vec!["--rack".to_string(), if n < 3 { "r1" } else { "r2" }.to_string()]);
     create_replicated_topic(&c.bootstrap(1), "racked", 6, 2, &[]).await;
     let l = wait_partitions(&c.bootstrap(1), "racked", "full ISRs", |l, isr| l > 0 && isr.len() == 2);
     let m = RawConn::connect(&c.bootstrap(1)).call(9, &support::topic_metadata_request("racked"));
@@ -503,22 +490,9 @@ async fn placement_respects_each_brokers_replica_capacity() {
     let dir = tempfile::tempdir().expect("tempdir");
     let capped = dir.path().join("capped.toml");
     std::fs::write(&capped, "[cluster]\nmax_replicas = 1\n").expect("config");
-    let internal: Vec<u16> = (0..3).map(|_| cluster_util::free_port()).collect();
-    let voters =
-        internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
-    let nodes: Vec<_> = (0..3)
-        .map(|i| {
-            let mut args = cluster_util::node_args(i + 1, &voters, internal[i], cluster_util::CLUSTER_ID);
-            if i == 2 {
-                args.extend(["--config".to_string(), capped.display().to_string()]);
-            }
-            cluster_util::start_node(&args)
-        })
-        .collect();
-    let c = Cluster { nodes, voters, internal };
-    for n in 1..=3 {
-        c.wait_brokers(&c.bootstrap(n), 3);
-    }
+    let c = Cluster::start_each(|n| {
+        if n == 3 { vec!["--config".to_string(), capped.display().to_string()] } else { Vec::new() }
+    });
     let on_3 = |topic: &str| {
         let m = RawConn::connect(&c.bootstrap(1)).call(9, &support::topic_metadata_request(topic));
         m.topics[0].partitions.iter().filter(|p| p.replica_nodes.iter().any(|b| b.0 == 3)).count()

@@ -31,13 +31,19 @@ impl Cluster {
 
     /// [`Cluster::start`] with `extra` arguments for every node's `strom serve`.
     pub fn start_with(extra: &[String]) -> Cluster {
+        Cluster::start_each(|_| extra.to_vec())
+    }
+
+    /// [`Cluster::start`] with `extra(node)` arguments for node `node`'s (1-based)
+    /// `strom serve`: a rack or a config file of its own.
+    pub fn start_each(extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters =
             internal.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
         let nodes = (0..3)
             .map(|i| {
                 let mut args = node_args(i + 1, &voters, internal[i], CLUSTER_ID);
-                args.extend(extra.iter().cloned());
+                args.extend(extra(i + 1));
                 start_node(&args)
             })
             .collect();
