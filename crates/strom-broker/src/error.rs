@@ -72,7 +72,7 @@ pub enum Error {
     #[error("replication factor {0} is not possible: this cluster has one broker")]
     InvalidReplicationFactor(i16),
     /// A topic config name or value is not accepted.
-    #[error("invalid topic config {name}={value:?}: {reason}")]
+    #[error("invalid topic config {name}{}: {reason}", value.as_deref().map_or_else(|| " (null)".to_string(), |v| format!("={v}")))]
     InvalidTopicConfig {
         /// Config name (`retention.ms`, ...).
         name: String,

@@ -34,6 +34,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod groups;
+pub mod ingest;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;

@@ -435,9 +435,15 @@ impl BrokerState {
             s.epoch.is_some() && !s.fenced
         });
         let held = self.partitions.topic(topic);
-        let min_insync = self.metadata.topic(topic).map_or(self.config.log.min_insync_replicas, |t| {
-            topic_config::min_insync_replicas(&self.config.log, &t.configs)
-        });
+        let (min_insync, ingest) = self.metadata.topic(topic).map_or(
+            (self.config.log.min_insync_replicas, crate::ingest::IngestPolicy::default()),
+            |t| {
+                (
+                    topic_config::min_insync_replicas(&self.config.log, &t.configs),
+                    topic_config::ingest_policy(&t.configs),
+                )
+            },
+        );
         let mut list = Vec::new();
         for mut meta in self.metadata.partitions(topic) {
             if !active && meta.leader == Some(me) {
@@ -467,6 +473,7 @@ impl BrokerState {
                 }
                 _ => Partition::open(me, log, &meta, min_insync),
             };
+            partition.set_ingest_policy(ingest);
             list.push(Some(partition));
         }
         if let Some(t) = self.metadata.topic(topic) {

@@ -22,15 +22,15 @@ pub const HEADER_LEN: usize = 61;
 /// Bytes before and including the length field (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
 /// Offset of the CRC-covered range (attributes onwards).
-const CRC_START: usize = 21;
+pub const CRC_START: usize = 21;
 /// Compression codec mask in the attributes field.
-const COMPRESSION_MASK: i16 = 0x07;
+pub const COMPRESSION_MASK: i16 = 0x07;
 /// Attributes bit marking a transactional batch.
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 /// Attributes bit marking a control batch.
 const CONTROL_FLAG: i16 = 0x20;
 /// Attributes bit: timestamps are log-append time.
-const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+pub const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 
 fn be_i64(b: &[u8], at: usize) -> i64 {
     let mut a = [0u8; 8];
@@ -211,6 +211,13 @@ pub fn check_batch(b: &[u8], h: &BatchHeader, position: usize) -> Result<(), Bat
         check_record_framing(&b[HEADER_LEN..end], h.record_count, position)?;
     }
     Ok(())
+}
+
+/// Checks that `records` (a batch's records section, uncompressed) is exactly `count`
+/// length-prefixed records (cheap: reads one varint per record, decodes nothing else). Used
+/// by the broker on records it decompressed to recompress them.
+pub fn check_records(records: &[u8], count: i32) -> Result<(), BatchError> {
+    check_record_framing(records, count, 0)
 }
 
 /// For an uncompressed batch, checks that the records section is exactly `count`

@@ -135,3 +135,23 @@ fn bad_requests_fail_in_one_line() {
     // Nothing was created by the failed attempts.
     assert_eq!(topic_names(&strom.json(&["topic", "list"])), ["t"]);
 }
+
+#[test]
+fn the_topic_create_help_example_works() {
+    let broker = TestBroker::start();
+    let strom = Strom::new(broker.bootstrap());
+    let help = strom.ok(&["topic", "create", "--help"]);
+    let example = help
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("strom topic create"))
+        .unwrap_or_else(|| panic!("no example in:\n{help}"));
+    let args: Vec<&str> = example.split_whitespace().skip(1).collect();
+    let created = strom.json(&args);
+    assert_eq!(created["topic"], "orders", "{created}");
+    let described = strom.json(&["topic", "describe", "orders"]);
+    for pair in args.iter().skip_while(|a| **a != "--config").filter(|a| a.contains('=')) {
+        let (k, v) = pair.split_once('=').expect("key=value");
+        assert_eq!(described["configs"][k], v, "{k} set by the example: {described}");
+    }
+}

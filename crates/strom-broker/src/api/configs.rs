@@ -68,23 +68,25 @@ fn topic_rows(
     version: i16,
 ) -> Result<Vec<DescribeConfigsResourceResult>> {
     let meta = state.metadata.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
-    let defaults = topic_config::describe(&state.config.log, &TopicConfigs::new())?;
     let rows = topic_config::describe(&state.config.log, &meta.configs)?;
     Ok(rows
         .into_iter()
-        .zip(defaults)
-        .map(|(row, default)| {
+        .map(|row| {
             let source = if row.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
             let mut r = DescribeConfigsResourceResult::default()
                 .with_name(StrBytes::from_static_str(row.key.name))
                 .with_value(Some(str_bytes(&row.value)))
+                .with_read_only(false)
+                .with_is_sensitive(false)
                 .with_config_source(source);
             if synonyms {
+                // As Kafka lists them: the topic's override, then the broker setting that
+                // supplies the default, under its broker name.
                 let mut list = Vec::new();
                 if !row.is_default {
                     list.push(synonym(row.key.name, &row.value, SOURCE_TOPIC));
                 }
-                list.push(synonym(row.key.name, &default.value, SOURCE_DEFAULT));
+                list.push(synonym(row.key.broker_synonym.unwrap_or(row.key.name), &row.default, SOURCE_DEFAULT));
                 r = r.with_synonyms(list);
             }
             if version >= 3 {
@@ -228,9 +230,8 @@ fn apply_op(
 ) -> Result<()> {
     let name = name.to_string();
     let Some(key) = topic_config::key(&name) else {
-        // Let the parser produce the "unknown config" error with the supported list.
-        let mut probe = defaults.to_log_config()?;
-        topic_config::apply(&mut probe, &name, value.map(|v| v.as_str()).unwrap_or(""))?;
+        // The "unknown config" error, with its reason.
+        topic_config::check(&name, value.map(|v| v.as_str()).unwrap_or(""))?;
         return Ok(());
     };
     let need_value = || {
@@ -248,11 +249,7 @@ fn apply_op(
             configs.remove(&name);
         }
         OP_APPEND | OP_SUBTRACT if key.config_type == ConfigType::List => {
-            let current = match configs.get(&name) {
-                Some(v) => v.clone(),
-                None => topic_config::value_of(&topic_config::log_config(defaults, &TopicConfigs::new())?, &name)
-                    .unwrap_or_default(),
-            };
+            let current = configs.get(&name).cloned().unwrap_or_else(|| topic_config::broker_default(defaults, key));
             let mut items: Vec<String> =
                 current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             let given = need_value()?;

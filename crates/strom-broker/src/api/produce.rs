@@ -1,5 +1,7 @@
 //! Produce: append each partition's record set as received (a `Bytes` slice of the request
-//! frame: no per-record decode, no recompression), in arrival order; then, unless `acks=0`,
+//! frame: no per-record decode), in arrival order, after the topic's produce-time rules
+//! ([`crate::ingest`]: timestamp bounds, LogAppendTime, recompression to the topic's
+//! `compression.type`), which leave the bytes untouched by default; then, unless `acks=0`,
 //! answer once every append is durable: `acks=1` when it is durable on this broker (the
 //! group-commit fsync under flush policy `always`), `acks=-1` when it is below the high
 //! watermark, i.e. durable on every in-sync replica (on a single node, the same fsync).
@@ -22,7 +24,7 @@ use crate::partition::Partition;
 enum Appended {
     /// Appended (or recognised as a duplicate) in leader epoch `epoch`; wait for durability
     /// before answering.
-    Ok { partition: Arc<Partition>, info: AppendInfo, epoch: i32 },
+    Ok { partition: Arc<Partition>, info: AppendInfo, epoch: i32, log_append_time: Option<i64> },
     /// Rejected with this error code and message.
     Failed { code: i16, message: Option<String> },
 }
@@ -151,14 +153,26 @@ fn append(partition: &Arc<Partition>, acks: i16, records: Option<bytes::Bytes>, 
         }
     }
     let bytes = records.len() as u64;
-    match partition.append_as_leader(records) {
+    // Leadership first (a client sent here by stale metadata must learn that, not the
+    // batch's faults), then the topic's rules, then the append (which checks again).
+    if let Err(e) = partition.leader_log(crate::partition::NO_EPOCH) {
+        return Appended::Failed { code: e.code(), message: Some(e.to_string()) };
+    }
+    let prepared = match crate::ingest::prepare(records, &partition.ingest_policy(), now_ms()) {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(topic, partition = index, error = %e, "batch refused by the topic's rules");
+            return Appended::Failed { code: e.code(), message: Some(e.to_string()) };
+        }
+    };
+    match partition.append_as_leader(prepared.records) {
         Ok((info, epoch)) => {
             if !info.duplicate {
                 metrics::counter!("strom_produced_bytes_total", "topic" => topic.to_string()).increment(bytes);
                 metrics::counter!("strom_produced_records_total", "topic" => topic.to_string())
                     .increment(u64::from(info.record_count));
             }
-            Appended::Ok { partition: partition.clone(), info, epoch }
+            Appended::Ok { partition: partition.clone(), info, epoch, log_append_time: prepared.log_append_time }
         }
         Err(e) => {
             debug!(topic, partition = index, error = %e, "append rejected");
@@ -167,11 +181,18 @@ fn append(partition: &Arc<Partition>, acks: i16, records: Option<bytes::Bytes>, 
     }
 }
 
+/// The broker's clock in milliseconds since the epoch (what LogAppendTime stamps).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Waits for what `acks` promises (see the module docs) until `deadline`, then answers.
 async fn respond(index: i32, outcome: Appended, acks: i16, deadline: tokio::time::Instant) -> PartitionProduceResponse {
     let r = PartitionProduceResponse::default().with_index(index);
     match outcome {
-        Appended::Ok { partition, info, epoch } => {
+        Appended::Ok { partition, info, epoch, log_append_time } => {
             let log = partition.log();
             let waited = if acks == -1 {
                 tokio::time::timeout_at(deadline, partition.wait_committed(info.last_offset, epoch))
@@ -185,7 +206,7 @@ async fn respond(index: i32, outcome: Appended, acks: i16, deadline: tokio::time
             match waited {
                 Ok(Ok(())) => r
                     .with_base_offset(info.base_offset)
-                    .with_log_append_time_ms(-1)
+                    .with_log_append_time_ms(log_append_time.unwrap_or(-1))
                     .with_log_start_offset(log.log_start_offset()),
                 Ok(Err((code, message))) => {
                     r.with_error_code(code).with_base_offset(-1).with_error_message(Some(str_bytes(&message)))

@@ -24,6 +24,7 @@ pub mod followers;
 pub mod leadership;
 mod manager;
 
+use crate::ingest::IngestPolicy;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -133,6 +134,8 @@ pub struct Partition {
     state: RwLock<State>,
     /// `min.insync.replicas` of the topic.
     min_insync: AtomicI32,
+    /// What the produce path does to the topic's batches (timestamps, recompression).
+    ingest: std::sync::RwLock<IngestPolicy>,
     /// The leader epoch, published so that produce waiters learn of a leader change.
     epoch_tx: watch::Sender<i32>,
     /// Serialises writes of the epoch checkpoint file (never held with `state`).
@@ -187,6 +190,7 @@ impl Partition {
                 adding: meta.adding.clone(),
             }),
             min_insync: AtomicI32::new(min_insync.max(1)),
+            ingest: std::sync::RwLock::new(IngestPolicy::default()),
             epoch_tx: watch::Sender::new(epoch),
             checkpoint_lock: Mutex::new(()),
             hw_task: AtomicBool::new(false),
@@ -251,6 +255,17 @@ impl Partition {
     pub fn set_min_insync(&self, min_insync: i32) {
         self.min_insync.store(min_insync.max(1), Ordering::Release);
         self.recompute_high_watermark();
+    }
+
+    /// Sets the topic's produce-time rules (from its configs).
+    pub fn set_ingest_policy(&self, policy: IngestPolicy) {
+        *self.ingest.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// The topic's produce-time rules, applied by the produce handler before
+    /// [`Partition::append_as_leader`].
+    pub fn ingest_policy(&self) -> IngestPolicy {
+        *self.ingest.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes new leadership from the metadata store. An older epoch than the current one is

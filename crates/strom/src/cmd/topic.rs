@@ -34,7 +34,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum TopicCommand {
     /// Create a topic.
-    #[command(after_help = "Example:\n  strom topic create orders --partitions 3 --config cleanup.policy=compact")]
+    #[command(
+        after_help = "Example:\n  strom topic create orders --partitions 3 --config retention.ms=86400000 --config compression.type=zstd\n\nEvery topic config of Kafka 4.x is accepted (docs/TOPIC-CONFIGS.md says what each does in Strom)."
+    )]
     Create {
         /// Topic name.
         name: String,

@@ -369,3 +369,26 @@ pub fn metric_value(all: &HashMap<String, f64>, metric: &str, labels: &[(&str, &
         .find(|(k, _)| labels.iter().all(|(n, v)| k.contains(&format!("{n}=\"{v}\""))))
         .map(|(_, v)| *v)
 }
+
+/// The attributes of the stored batches at the start of partition 0, read with a raw Fetch.
+pub fn stored_batches(bootstrap: &str, topic: &str) -> Vec<i16> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let req = FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
+    let resp = RawConn::connect(bootstrap).call(11, &req);
+    let records = resp.responses[0].partitions[0].records.clone().expect("records");
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 61 <= records.len() {
+        let len = i32::from_be_bytes([records[at + 8], records[at + 9], records[at + 10], records[at + 11]]) as usize;
+        out.push(i16::from_be_bytes([records[at + 21], records[at + 22]]));
+        at += 12 + len;
+    }
+    assert!(!out.is_empty(), "at least one batch");
+    out
+}
