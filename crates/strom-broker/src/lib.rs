@@ -28,6 +28,7 @@
 //! - [`api`]: one small module per API family: decode, execute, respond.
 
 pub mod api;
+pub mod broker_config;
 pub mod cluster_config;
 pub mod config;
 pub mod connection;

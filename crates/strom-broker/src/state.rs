@@ -61,6 +61,8 @@ pub struct BrokerState {
     adoption_pending: std::sync::atomic::AtomicBool,
     /// Whether this broker already asked for `__consumer_offsets` to be created.
     offsets_topic_requested: std::sync::atomic::AtomicBool,
+    /// The settings in force: the config file with the dynamic broker configs applied.
+    dynamic: Mutex<Arc<crate::broker_config::Effective>>,
 }
 
 impl std::fmt::Debug for BrokerState {
@@ -199,7 +201,9 @@ impl BrokerState {
             logs.clone(),
             shutdown.clone(),
         );
+        let dynamic = crate::broker_config::effective(&config, &metadata.store.broker_configs(), config.node_id)?;
         let state = BrokerState {
+            dynamic: Mutex::new(Arc::new(dynamic)),
             config,
             logs,
             partitions: ReplicaManager::new(),
@@ -249,7 +253,7 @@ impl BrokerState {
         let topics = self.metadata.topics();
         let mut wanted = HashSet::new();
         for t in &topics {
-            let cfg = topic_config::log_config(&self.config.log, &t.configs)?;
+            let cfg = topic_config::log_config(&self.log_defaults(), &t.configs)?;
             for p in self.my_partitions(&t.name) {
                 wanted.insert((t.name.clone(), p));
                 match self.logs.get(&t.name, p) {
@@ -436,10 +440,10 @@ impl BrokerState {
         });
         let held = self.partitions.topic(topic);
         let (min_insync, ingest) = self.metadata.topic(topic).map_or(
-            (self.config.log.min_insync_replicas, crate::ingest::IngestPolicy::default()),
+            (self.log_defaults().min_insync_replicas, crate::ingest::IngestPolicy::default()),
             |t| {
                 (
-                    topic_config::min_insync_replicas(&self.config.log, &t.configs),
+                    topic_config::min_insync_replicas(&self.log_defaults(), &t.configs),
                     topic_config::ingest_policy(&t.configs),
                 )
             },
@@ -516,7 +520,7 @@ impl BrokerState {
         if self.metadata.topic(name).is_some() {
             return Err(Error::TopicExists(name.to_string()));
         }
-        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let partitions = if partitions == -1 { self.num_partitions() } else { partitions };
         check_partition_count(name, partitions)?;
         // A cluster's controller checks the replication factor against its live brokers; one
         // node holds one replica.
@@ -526,7 +530,7 @@ impl BrokerState {
         if replication_factor == 0 || replication_factor < -1 {
             return Err(Error::InvalidReplicationFactor(replication_factor));
         }
-        let cfg = topic_config::log_config(&self.config.log, &configs)?;
+        let cfg = topic_config::log_config(&self.log_defaults(), &configs)?;
         if validate_only {
             return Ok(TopicMeta {
                 name: name.to_string(),
@@ -640,7 +644,7 @@ impl BrokerState {
         if validate_only {
             return Ok(TopicMeta { partitions: count, ..meta });
         }
-        let cfg = topic_config::log_config(&self.config.log, &meta.configs)?;
+        let cfg = topic_config::log_config(&self.log_defaults(), &meta.configs)?;
         if self.cluster.is_some() {
             let m = self.metadata.set_partitions(name, count).await?;
             self.sync_locked().await?;
@@ -661,6 +665,76 @@ impl BrokerState {
         }
     }
 
+    /// The broker's topic defaults now (the config file's `[log]` with the dynamic broker
+    /// configs applied).
+    pub fn log_defaults(&self) -> crate::LogDefaults {
+        self.effective().log.clone()
+    }
+
+    /// How many partitions a topic created without a count gets (`num.partitions`).
+    pub fn num_partitions(&self) -> i32 {
+        self.effective().num_partitions
+    }
+
+    /// The settings in force.
+    pub fn effective(&self) -> Arc<crate::broker_config::Effective> {
+        self.dynamic.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Recomputes the settings in force from the store's dynamic broker configs; returns
+    /// whether they changed. A combination that fails validation keeps the previous settings
+    /// (the alter path refuses such combinations before storing them).
+    pub(crate) fn refresh_dynamic(&self) -> bool {
+        match crate::broker_config::effective(&self.config, &self.metadata.broker_configs(), self.node_id()) {
+            Ok(next) => {
+                let mut current = self.dynamic.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = **current != next;
+                if changed {
+                    info!(num_partitions = next.num_partitions, log = ?next.log, "broker settings changed");
+                    *current = Arc::new(next);
+                }
+                changed
+            }
+            Err(e) => {
+                warn!(error = %e, "the dynamic broker configs are invalid together; keeping the previous settings");
+                false
+            }
+        }
+    }
+
+    /// Changes the dynamic configs of broker resource `resource` (`""` for the cluster-wide
+    /// default, or a node id) with `change`, after checking every name and value and the
+    /// resulting settings of this broker; then applies them to every topic without its own
+    /// overrides. Other brokers apply them when the store reports the change.
+    pub async fn alter_broker_configs(
+        &self,
+        resource: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut TopicConfigs) -> Result<()>,
+    ) -> Result<()> {
+        if !resource.is_empty() && resource.parse::<i32>().is_err() {
+            return Err(Error::InvalidRequest(format!("broker resource {resource:?} is neither \"\" nor a node id")));
+        }
+        let _admin = self.admin.lock().await;
+        let mut all = self.metadata.broker_configs();
+        let mut configs = all.get(resource).cloned().unwrap_or_default();
+        change(&mut configs)?;
+        for (name, value) in &configs {
+            crate::broker_config::check(name, value)?;
+        }
+        all.insert(resource.to_string(), configs.clone());
+        let next = crate::broker_config::effective(&self.config, &all, self.node_id())?;
+        for t in self.metadata.topics() {
+            topic_config::log_config(&next.log, &t.configs)?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata.set_broker_configs(resource, configs.clone()).await?;
+        info!(resource, ?configs, "altered dynamic broker configs");
+        self.sync_locked().await
+    }
+
     /// Replaces a topic's config overrides with the result of `change` applied to the current
     /// ones, and reconfigures its partition logs.
     pub async fn alter_topic_configs(
@@ -673,7 +747,7 @@ impl BrokerState {
         let meta = self.metadata.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
         let mut configs = meta.configs.clone();
         change(&mut configs)?;
-        let cfg = topic_config::log_config(&self.config.log, &configs)?;
+        let cfg = topic_config::log_config(&self.log_defaults(), &configs)?;
         if validate_only {
             return Ok(TopicMeta { configs, ..meta });
         }

@@ -103,6 +103,13 @@ pub enum ControllerRequest {
         /// Leader epochs where not 0.
         leader_epochs: BTreeMap<i32, i32>,
     },
+    /// Replace the dynamic configs of a broker resource (`""` or a node id).
+    AlterBrokerConfigs {
+        /// The resource.
+        resource: String,
+        /// The configs.
+        configs: BTreeMap<String, String>,
+    },
     /// Never hand out producer ids below `floor` (those a single-node data directory used).
     RaiseProducerIdFloor {
         /// The floor.
@@ -435,6 +442,9 @@ impl Controller {
                 check_partitions(partitions)?;
                 let assignment = vec![vec![node_id]; partitions as usize];
                 self.propose(Command::CreateTopic { name, id, configs, assignment, leader_epochs }).await
+            }
+            ControllerRequest::AlterBrokerConfigs { resource, configs } => {
+                self.propose(Command::AlterBrokerConfigs { resource, configs }).await
             }
             ControllerRequest::RaiseProducerIdFloor { floor } => {
                 self.propose(Command::RaiseProducerIdFloor { floor }).await

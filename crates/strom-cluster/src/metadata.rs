@@ -220,6 +220,17 @@ impl MetadataStore for RaftMetadataStore {
         )
     }
 
+    fn broker_configs(&self) -> strom_meta::BrokerConfigs {
+        self.node.shared().read().cluster.broker_configs.clone()
+    }
+
+    fn set_broker_configs(&self, resource: &str, configs: TopicConfigs) -> StoreFuture<'_, ()> {
+        let request = ControllerRequest::AlterBrokerConfigs { resource: resource.to_string(), configs };
+        Box::pin(async move {
+            self.node.submit(request, WRITE_TIMEOUT).await.map(|_| ()).map_err(|e| meta_error("(broker configs)", e))
+        })
+    }
+
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.node.shared().applied_index())
     }

@@ -22,5 +22,6 @@ pub use error::{MetaError, PartitionRefusal, Result};
 pub use local::{LocalMetadataStore, TOPICS_FILE};
 pub use store::{MetadataStore, StoreFuture};
 pub use types::{
-    BrokerInfo, IsrChange, MAX_TOPIC_NAME_LEN, PartitionMeta, TopicConfigs, TopicMeta, validate_topic_name,
+    BrokerConfigs, BrokerInfo, IsrChange, MAX_TOPIC_NAME_LEN, PartitionMeta, TopicConfigs, TopicMeta,
+    validate_topic_name,
 };

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::{MetaError, Result};
 use crate::fs::write_file_atomically;
 use crate::store::{MetadataStore, StoreFuture};
-use crate::types::{BrokerInfo, PartitionMeta, TopicConfigs, TopicMeta};
+use crate::types::{BrokerConfigs, BrokerInfo, PartitionMeta, TopicConfigs, TopicMeta};
 
 /// Name of the registry file in the data directory.
 pub const TOPICS_FILE: &str = "topics.json";
@@ -28,6 +28,9 @@ pub const TOPICS_FILE: &str = "topics.json";
 struct Registry {
     cluster_id: String,
     topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs (absent from registries written before they existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: BrokerConfigs,
 }
 
 /// The single-node store: this broker is the only one, the controller, and the leader and
@@ -59,7 +62,11 @@ impl LocalMetadataStore {
                 (registry, false)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let registry = Registry { cluster_id: new_cluster_id(), topics: BTreeMap::new() };
+                let registry = Registry {
+                    cluster_id: new_cluster_id(),
+                    topics: BTreeMap::new(),
+                    broker_configs: BrokerConfigs::new(),
+                };
                 write_file_atomically(&path, &encode(&path, &registry)?)?;
                 (registry, true)
             }
@@ -76,10 +83,10 @@ impl LocalMetadataStore {
     /// Applies `change` to a copy of the registry on a blocking thread, persists the copy,
     /// then swaps it in (see the module docs). An error before the rename changed nothing;
     /// after it (the directory fsync failed) memory already matches the file.
-    fn mutate(
+    fn mutate<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Registry) -> Result<TopicMeta> + Send + 'static,
-    ) -> StoreFuture<'_, TopicMeta> {
+        change: impl FnOnce(&mut Registry) -> Result<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
         let inner = self.inner.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
@@ -199,6 +206,22 @@ impl MetadataStore for LocalMetadataStore {
             Ok(t.clone())
         })
     }
+
+    fn broker_configs(&self) -> BrokerConfigs {
+        self.registry().broker_configs.clone()
+    }
+
+    fn set_broker_configs(&self, resource: &str, configs: TopicConfigs) -> StoreFuture<'_, ()> {
+        let resource = resource.to_string();
+        self.mutate(move |r| {
+            if configs.is_empty() {
+                r.broker_configs.remove(&resource);
+            } else {
+                r.broker_configs.insert(resource, configs);
+            }
+            Ok(())
+        })
+    }
 }
 
 fn encode(path: &Path, registry: &Registry) -> Result<Vec<u8>> {
@@ -241,6 +264,8 @@ mod tests {
         assert!(store.set_partitions("a", 5).await.is_err());
         store.create_topic("b", 1, TopicConfigs::new()).await.expect("create b");
         store.delete_topic("b").await.expect("delete b");
+        let dynamic: TopicConfigs = [("num.partitions".to_string(), "4".to_string())].into();
+        store.set_broker_configs("", dynamic.clone()).await.expect("broker configs");
         drop(store);
 
         let (store, created) = LocalMetadataStore::open(dir.path(), node()).expect("reopen");
@@ -250,6 +275,7 @@ mod tests {
         assert_eq!((a.id, a.partitions), (t.id, 5));
         assert_eq!(store.topic_by_id(t.id).map(|t| t.name), Some("a".to_string()));
         assert!(store.topic("b").is_none());
+        assert_eq!(store.broker_configs().get(""), Some(&dynamic), "dynamic broker configs survive");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::MetaError;
 use crate::error::Result;
-use crate::types::{BrokerInfo, IsrChange, PartitionMeta, TopicConfigs, TopicMeta};
+use crate::types::{BrokerConfigs, BrokerInfo, IsrChange, PartitionMeta, TopicConfigs, TopicMeta};
 
 /// A boxed future returned by the store's mutating operations: a replicated store must wait
 /// for its log to commit a change, so these are asynchronous even when the local store is not.
@@ -108,6 +108,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn set_partitions(&self, name: &str, count: i32) -> StoreFuture<'_, TopicMeta>;
     /// Replaces a topic's config overrides.
     fn set_configs(&self, name: &str, configs: TopicConfigs) -> StoreFuture<'_, TopicMeta>;
+    /// The dynamic broker configs, by resource (`""`: the cluster-wide default; a node id:
+    /// that broker's own). Empty for a store without them.
+    fn broker_configs(&self) -> BrokerConfigs {
+        BrokerConfigs::new()
+    }
+    /// Replaces the dynamic configs of one broker resource (`""` or a node id); an empty map
+    /// removes them. A store without dynamic configs refuses.
+    fn set_broker_configs(&self, resource: &str, configs: TopicConfigs) -> StoreFuture<'_, ()> {
+        let _ = (resource, configs);
+        Box::pin(async { Err(MetaError::Unavailable("this metadata store keeps no dynamic broker configs".into())) })
+    }
     /// A watch that changes whenever the metadata changes for a reason other than this
     /// broker's own mutations (another node's admin request, a leader change, a fenced
     /// broker); the broker then brings its partitions in line. `None` for a store that only

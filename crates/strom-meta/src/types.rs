@@ -11,6 +11,10 @@ use crate::error::{MetaError, Result};
 /// broker defaults.
 pub type TopicConfigs = BTreeMap<String, String>;
 
+/// Dynamic broker configs (Kafka's IncrementalAlterConfigs on a broker resource): resource
+/// name (`""` for the cluster-wide default, or a broker's node id) -> config name -> value.
+pub type BrokerConfigs = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Longest legal topic name (Kafka's limit).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 

@@ -38,6 +38,27 @@ async fn clients_use_the_cluster_through_any_node_and_the_controller_can_die() {
     };
     assert_eq!(led.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([1, 2, 3]), "leaders spread: {led:?}");
 
+    // A dynamic broker default set through node 1 reaches every node (through the Raft log).
+    let (code, message) = support::alter_broker(&c.bootstrap(1), "", &[("log.retention.ms", Some("3600000"))]);
+    assert_eq!(code, 0, "{message}");
+    for node in [2, 3] {
+        let a = support::admin(&c.bootstrap(node));
+        let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(support::TIMEOUT));
+        let started = Instant::now();
+        loop {
+            let r = a
+                .describe_configs([&rdkafka::admin::ResourceSpecifier::Topic("events")], &opts)
+                .await
+                .expect("describe");
+            let retention = r[0].as_ref().expect("configs").get("retention.ms").and_then(|e| e.value.clone());
+            if retention.as_deref() == Some("3600000") {
+                break;
+            }
+            assert!(started.elapsed() < DEADLINE, "node {node} never applied the new default: {retention:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // An idempotent acks=all producer that only knows node 1; a reader that only knows node 2.
     let p = producer(&c.bootstrap(1), &[("enable.idempotence", "true"), ("acks", "all")]);
     produce(&p, "events", 0, 300).await;

@@ -230,3 +230,77 @@ async fn a_topic_codec_recompresses_what_producers_send() {
         );
     }
 }
+
+/// A CreateTopics with no partition count or replication factor (the broker's defaults).
+fn create_with_defaults(bootstrap: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1),
+    ]);
+    let r = support::RawConn::connect(bootstrap).call(5, &req);
+    r.topics[0].error_code
+}
+
+async fn describe_broker(bootstrap: &str) -> HashMap<String, (Option<String>, String, bool)> {
+    let a = admin(bootstrap);
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let r = a.describe_configs([&ResourceSpecifier::Broker(1)], &opts).await.expect("describe broker");
+    let res = r[0].as_ref().expect("broker configs");
+    res.entries.iter().map(|e| (e.name.clone(), (e.value.clone(), format!("{:?}", e.source), e.is_read_only))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_configs_are_described_under_kafka_names_and_the_dynamic_ones_change_live() {
+    let mut broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    let d = describe_broker(&bootstrap).await;
+    for name in
+        ["num.partitions", "log.retention.ms", "log.segment.bytes", "message.max.bytes", "listeners", "log.dirs"]
+    {
+        assert!(d.contains_key(name), "{name} described: {d:?}");
+    }
+    assert!(d["listeners"].2, "listeners is read-only");
+    assert!(!d["log.retention.ms"].2, "log.retention.ms can change live");
+
+    create_topic(&bootstrap, "before", 1, &[]).await;
+    let (code, _) =
+        support::alter_broker(&bootstrap, "", &[("log.retention.ms", Some("3600000")), ("num.partitions", Some("3"))]);
+    assert_eq!(code, 0, "cluster-wide dynamic defaults");
+    let (code, message) = support::alter_broker(&bootstrap, "", &[("listeners", Some("PLAINTEXT://127.0.0.1:1"))]);
+    assert_eq!(code, 40, "{message}");
+    assert!(message.contains("read-only"), "{message}");
+    let (code, message) = support::alter_broker(&bootstrap, "1", &[("num.partitions", Some("0"))]);
+    assert_eq!(code, 40, "{message}");
+
+    // Topics without their own override take the new default at once; new topics get the
+    // new partition count.
+    let a = admin(&bootstrap);
+    assert_eq!(describe(&a, "before").await["retention.ms"], (Some("3600000".into()), "Default".into()));
+    assert_eq!(create_with_defaults(&bootstrap, "after"), 0);
+    let md: BaseConsumer = client_config(&bootstrap).create().expect("client");
+    let count = tokio::task::block_in_place(|| {
+        md.fetch_metadata(Some("after"), TIMEOUT).expect("metadata").topics()[0].partitions().len()
+    });
+    assert_eq!(count, 3, "num.partitions applies to topics created without a count");
+    let d = describe_broker(&bootstrap).await;
+    assert_eq!((d["num.partitions"].0.as_deref(), d["num.partitions"].1.as_str()), (Some("3"), "DynamicDefaultBroker"));
+
+    // They are kept in the metadata store: a restart keeps them.
+    broker.restart();
+    let bootstrap = broker.bootstrap();
+    let d = describe_broker(&bootstrap).await;
+    assert_eq!(d["log.retention.ms"].0.as_deref(), Some("3600000"));
+    let (code, _) = support::alter_broker(&bootstrap, "", &[("log.retention.ms", None)]);
+    assert_eq!(code, 0);
+    let a = admin(&bootstrap);
+    assert_eq!(
+        describe(&a, "before").await["retention.ms"].0.as_deref(),
+        Some("604800000"),
+        "back to the file's default"
+    );
+}

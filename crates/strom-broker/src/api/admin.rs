@@ -46,7 +46,7 @@ pub async fn create_topics(ctx: &RequestContext, req: CreateTopicsRequest) -> Cr
         let r = CreatableTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(meta) => {
-                let described = topic_config::describe(&state.config.log, &meta.configs).unwrap_or_default();
+                let described = topic_config::describe(&state.log_defaults(), &meta.configs).unwrap_or_default();
                 let configs = described
                     .into_iter()
                     .map(|d| {

@@ -1,6 +1,7 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for the topic configs the log
-//! honours (see [`crate::topic_config`]). Broker configs can be described (read-only: they come
-//! from the config file) but not altered.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topic configs (see
+//! [`crate::topic_config`]) and broker configs (see [`crate::broker_config`]: described under
+//! Kafka's names; the dynamic ones altered live, for the cluster-wide default resource `""`
+//! or one broker).
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -13,7 +14,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{message, str_bytes};
-use crate::config::Config;
 use crate::dispatch::RequestContext;
 use crate::error::{Error, Result};
 use crate::topic_config::{self, ConfigType, TopicConfigs};
@@ -22,8 +22,6 @@ use crate::topic_config::{self, ConfigType, TopicConfigs};
 pub const RESOURCE_TOPIC: i8 = 2;
 /// Resource type of a broker.
 pub const RESOURCE_BROKER: i8 = 4;
-/// Config source of a value from the broker's config file (STATIC_BROKER_CONFIG).
-const SOURCE_STATIC_BROKER: i8 = 4;
 
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -48,7 +46,7 @@ pub async fn describe_configs(ctx: &RequestContext, req: DescribeConfigsRequest)
                 RESOURCE_TOPIC => {
                     topic_rows(state, &res.resource_name, req.include_synonyms, req.include_documentation, v)
                 }
-                RESOURCE_BROKER => broker_rows(&state.config, &res.resource_name, v),
+                RESOURCE_BROKER => broker_rows(state, &res.resource_name, v),
                 other => Err(Error::InvalidRequest(format!("resource type {other} is not supported"))),
             };
             match rows {
@@ -68,7 +66,7 @@ fn topic_rows(
     version: i16,
 ) -> Result<Vec<DescribeConfigsResourceResult>> {
     let meta = state.metadata.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
-    let rows = topic_config::describe(&state.config.log, &meta.configs)?;
+    let rows = topic_config::describe(&state.log_defaults(), &meta.configs)?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -107,48 +105,63 @@ fn synonym(name: &'static str, value: &str, source: i8) -> DescribeConfigsSynony
         .with_source(source)
 }
 
-fn broker_rows(config: &Config, name: &str, version: i16) -> Result<Vec<DescribeConfigsResourceResult>> {
+fn broker_rows(state: &crate::BrokerState, name: &str, version: i16) -> Result<Vec<DescribeConfigsResourceResult>> {
+    let config = &state.config;
     if !name.is_empty() && name != config.node_id.to_string() {
-        return Err(Error::InvalidRequest(format!("broker {name:?} is not this broker ({})", config.node_id)));
+        return Err(Error::InvalidRequest(format!(
+            "broker {name:?} is not this broker ({}): ask that broker, or describe \"\" for the cluster-wide defaults",
+            config.node_id
+        )));
     }
-    let rows: [(&'static str, String, ConfigType); 10] = [
-        ("node.id", config.node_id.to_string(), ConfigType::Int),
-        ("auto.create.topics.enable", config.auto_create_topics.to_string(), ConfigType::Boolean),
-        ("num.partitions", config.num_partitions.to_string(), ConfigType::Int),
-        ("socket.request.max.bytes", config.max_request_bytes.to_string(), ConfigType::Int),
-        ("log.flush.policy", config.log.flush_policy.clone(), ConfigType::String),
-        ("log.segment.bytes", config.log.segment_bytes.to_string(), ConfigType::Int),
-        ("log.roll.ms", config.log.segment_ms.to_string(), ConfigType::Long),
-        ("log.retention.ms", config.log.retention_ms.to_string(), ConfigType::Long),
-        ("log.retention.bytes", config.log.retention_bytes.to_string(), ConfigType::Long),
-        ("message.max.bytes", config.log.max_message_bytes.to_string(), ConfigType::Int),
-    ];
+    let rows = crate::broker_config::describe(config, &state.metadata.broker_configs(), name);
     Ok(rows
         .into_iter()
-        .map(|(n, value, ty)| {
+        .map(|row| {
             let r = DescribeConfigsResourceResult::default()
-                .with_name(StrBytes::from_static_str(n))
-                .with_value(Some(str_bytes(&value)))
-                .with_read_only(true)
-                .with_config_source(SOURCE_STATIC_BROKER);
-            if version >= 3 { r.with_config_type(ty as i8) } else { r }
+                .with_name(StrBytes::from_static_str(row.name))
+                .with_value(Some(str_bytes(&row.value)))
+                .with_read_only(row.read_only)
+                .with_is_sensitive(false)
+                .with_config_source(row.source);
+            if version >= 3 { r.with_config_type(row.config_type as i8) } else { r }
         })
         .collect())
 }
 
-/// Rejects anything but a topic resource.
-/// The topic an alter request targets. Internal topics keep the configs the broker gives them
+/// What an alter request targets. Internal topics keep the configs the broker gives them
 /// (retention off, fsync always): a client changing them could make committed offsets vanish.
-fn topic_resource(resource_type: i8, name: &StrBytes) -> Result<String> {
+enum Target {
+    Topic(String),
+    /// `""` (the cluster-wide default) or a node id.
+    Broker(String),
+}
+
+fn target(resource_type: i8, name: &StrBytes) -> Result<Target> {
     match resource_type {
         RESOURCE_TOPIC => {
             super::admin::reject_internal(name)?;
-            Ok(name.to_string())
+            Ok(Target::Topic(name.to_string()))
         }
-        RESOURCE_BROKER => {
-            Err(Error::InvalidRequest("broker configs are static: set them in the config file and restart".into()))
-        }
+        RESOURCE_BROKER => Ok(Target::Broker(name.to_string())),
         other => Err(Error::InvalidRequest(format!("resource type {other} is not supported"))),
+    }
+}
+
+/// Applies `change` to the configs of `target` (a topic's overrides, or a broker resource's
+/// dynamic configs).
+async fn alter(
+    state: &crate::BrokerState,
+    target: Target,
+    validate_only: bool,
+    change: impl FnOnce(&mut TopicConfigs, &Target) -> Result<()>,
+) -> Result<()> {
+    match &target {
+        Target::Topic(topic) => {
+            state.alter_topic_configs(topic, validate_only, |current| change(current, &target)).await.map(|_| ())
+        }
+        Target::Broker(resource) => {
+            state.alter_broker_configs(resource, validate_only, |current| change(current, &target)).await
+        }
     }
 }
 
@@ -159,7 +172,7 @@ pub async fn alter_configs(ctx: &RequestContext, req: AlterConfigsRequest) -> Al
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let outcome = async {
-            let topic = topic_resource(res.resource_type, &res.resource_name)?;
+            let target = target(res.resource_type, &res.resource_name)?;
             let mut next = TopicConfigs::new();
             for c in &res.configs {
                 let value = c.value.as_ref().ok_or_else(|| Error::InvalidTopicConfig {
@@ -169,12 +182,11 @@ pub async fn alter_configs(ctx: &RequestContext, req: AlterConfigsRequest) -> Al
                 })?;
                 next.insert(c.name.to_string(), value.to_string());
             }
-            state
-                .alter_topic_configs(&topic, req.validate_only, |current| {
-                    *current = next;
-                    Ok(())
-                })
-                .await
+            alter(state, target, req.validate_only, |current, _| {
+                *current = next;
+                Ok(())
+            })
+            .await
         }
         .await;
         let r = AlterConfigsResourceResponse::default()
@@ -198,16 +210,20 @@ pub async fn incremental_alter_configs(
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let outcome = async {
-            let topic = topic_resource(res.resource_type, &res.resource_name)?;
-            let defaults = state.config.log.clone();
-            state
-                .alter_topic_configs(&topic, req.validate_only, |current| {
-                    for c in &res.configs {
-                        apply_op(&defaults, current, &c.name, c.config_operation, c.value.as_ref())?;
+            let target = target(res.resource_type, &res.resource_name)?;
+            let defaults = state.log_defaults();
+            alter(state, target, req.validate_only, |current, target| {
+                for c in &res.configs {
+                    match target {
+                        Target::Topic(_) => {
+                            apply_op(&defaults, current, &c.name, c.config_operation, c.value.as_ref())?
+                        }
+                        Target::Broker(_) => broker_op(current, &c.name, c.config_operation, c.value.as_ref())?,
                     }
-                    Ok(())
-                })
-                .await
+                }
+                Ok(())
+            })
+            .await
         }
         .await;
         let r = AlterConfigsResourceResponse::default()
@@ -219,6 +235,32 @@ pub async fn incremental_alter_configs(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// SET or DELETE of one dynamic broker config (none of them is a list).
+fn broker_op(configs: &mut TopicConfigs, name: &StrBytes, op: i8, value: Option<&StrBytes>) -> Result<()> {
+    let name = name.to_string();
+    match (op, value) {
+        (OP_SET, Some(v)) => {
+            crate::broker_config::check(&name, v.as_str())?;
+            configs.insert(name, v.to_string());
+        }
+        (OP_SET, None) => {
+            return Err(Error::InvalidTopicConfig { name, value: None, reason: "null value".into() });
+        }
+        (OP_DELETE, _) => {
+            configs.remove(&name);
+        }
+        (OP_APPEND | OP_SUBTRACT, _) => {
+            return Err(Error::InvalidTopicConfig {
+                name,
+                value: value.map(|v| v.to_string()),
+                reason: "APPEND and SUBTRACT apply only to list configs; no dynamic broker config is a list".into(),
+            });
+        }
+        (other, _) => return Err(Error::InvalidRequest(format!("unknown config operation {other}"))),
+    }
+    Ok(())
 }
 
 fn apply_op(

@@ -26,6 +26,8 @@ impl BrokerState {
     }
 
     pub(super) async fn sync_locked(&self) -> Result<()> {
+        self.refresh_dynamic();
+        let defaults = self.log_defaults();
         let topics = self.metadata.topics();
         let current: HashMap<&str, uuid::Uuid> = topics.iter().map(|t| (t.name.as_str(), t.id)).collect();
         // Topics gone, or replaced by a new topic of the same name.
@@ -36,7 +38,7 @@ impl BrokerState {
             }
         }
         for t in &topics {
-            let cfg = topic_config::log_config(&self.config.log, &t.configs)?;
+            let cfg = topic_config::log_config(&defaults, &t.configs)?;
             let mine = self.my_partitions(&t.name);
             let missing: Vec<i32> = mine.iter().copied().filter(|p| self.logs.get(&t.name, *p).is_none()).collect();
             if !missing.is_empty() {

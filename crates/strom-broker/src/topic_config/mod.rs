@@ -105,7 +105,8 @@ pub fn log_config(defaults: &LogDefaults, overrides: &TopicConfigs) -> Result<Lo
         cfg.max_message_bytes = v as usize;
     }
     if let Some(v) = number(overrides, INDEX_INTERVAL_BYTES) {
-        cfg.index_interval_bytes = v as u64;
+        // Kafka's 0 means "index every batch", which the log's smallest interval does.
+        cfg.index_interval_bytes = (v as u64).max(1);
     }
     if !deletes(overrides) {
         // A compact-only topic is never deleted by retention (as in Kafka).

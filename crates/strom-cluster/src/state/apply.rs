@@ -146,6 +146,13 @@ pub enum Command {
         /// How many ids.
         count: i64,
     },
+    /// Replaces the dynamic configs of one broker resource; an empty map removes them.
+    AlterBrokerConfigs {
+        /// `""` (cluster-wide default) or a node id.
+        resource: String,
+        /// The new configs.
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What a command did, returned to whoever proposed it.
@@ -348,6 +355,19 @@ impl ClusterState {
             }
             Command::CompleteReassignment { topic, partition, partition_epoch } => {
                 self.complete_reassignment(topic, *partition, *partition_epoch)
+            }
+            Command::AlterBrokerConfigs { resource, configs } => {
+                if !resource.is_empty() && resource.parse::<i32>().is_err() {
+                    return Err(Rejected::Invalid(format!(
+                        "broker resource {resource:?} is neither \"\" nor a node id"
+                    )));
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                } else {
+                    self.broker_configs.insert(resource.clone(), configs.clone());
+                }
+                Ok(Applied::Done)
             }
             Command::RaiseProducerIdFloor { floor } => {
                 if *floor < 0 {

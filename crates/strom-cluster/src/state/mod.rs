@@ -128,6 +128,11 @@ pub struct ClusterState {
     /// The next producer id no broker has been given: blocks are handed out from here and
     /// it only grows, so no id is handed out twice.
     pub next_producer_id: i64,
+    /// Dynamic broker configs: resource (`""` for the cluster-wide default, or a node id)
+    /// -> name -> value. Validated by the broker that proposed them. (Absent from snapshots
+    /// written before they existed.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusterState {

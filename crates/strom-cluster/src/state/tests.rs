@@ -371,3 +371,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn dynamic_broker_configs_are_set_replaced_removed_and_survive_a_snapshot() {
+    let mut s = three_live_brokers();
+    let set = |resource: &str, pairs: &[(&str, &str)]| Command::AlterBrokerConfigs {
+        resource: resource.into(),
+        configs: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    s.apply(300, &set("", &[("log.retention.ms", "1000"), ("num.partitions", "4")])).expect("cluster default");
+    s.apply(301, &set("2", &[("log.retention.ms", "5")])).expect("one broker");
+    s.apply(302, &set("", &[("num.partitions", "6")])).expect("replaced as a whole");
+    assert_eq!(s.broker_configs[""], BTreeMap::from([("num.partitions".to_string(), "6".to_string())]));
+    assert_eq!(s.broker_configs["2"]["log.retention.ms"], "5");
+    assert!(matches!(s.apply(303, &set("broker-x", &[("a", "b")])), Err(Rejected::Invalid(_))));
+    let json = serde_json::to_vec(&s).expect("encode");
+    let back: ClusterState = serde_json::from_slice(&json).expect("decode");
+    assert_eq!(back, s);
+    s.apply(304, &set("2", &[])).expect("removed");
+    assert!(!s.broker_configs.contains_key("2"));
+    // A snapshot from before dynamic broker configs existed still decodes.
+    let mut old: serde_json::Value = serde_json::to_value(&s).expect("value");
+    old.as_object_mut().expect("object").remove("broker_configs");
+    let decoded: ClusterState = serde_json::from_value(old).expect("old snapshot");
+    assert!(decoded.broker_configs.is_empty());
+}

@@ -392,3 +392,29 @@ pub fn stored_batches(bootstrap: &str, topic: &str) -> Vec<i16> {
     assert!(!out.is_empty(), "at least one batch");
     out
 }
+
+/// One IncrementalAlterConfigs of a broker resource, sent raw (the rdkafka crate has no
+/// incremental alter): `(name, Some(value))` sets, `(name, None)` deletes.
+pub fn alter_broker(bootstrap: &str, resource: &str, changes: &[(&str, Option<&str>)]) -> (i16, String) {
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::protocol::StrBytes;
+    let configs = changes
+        .iter()
+        .map(|(k, v)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_string(resource.to_string()))
+            .with_configs(configs),
+    ]);
+    let r = RawConn::connect(bootstrap).call(1, &req);
+    let res = &r.responses[0];
+    (res.error_code, res.error_message.as_deref().unwrap_or_default().to_string())
+}
