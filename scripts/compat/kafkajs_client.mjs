@@ -1,7 +1,9 @@
 // Compatibility check with npm's kafkajs, a pure-JavaScript protocol implementation
 // independent of librdkafka: admin create/list, idempotent produce (uncompressed and gzip),
 // a consumer group reading everything exactly once in per-partition order, and the
-// committed offsets read back through the admin API. Exits non-zero on any mismatch.
+// committed offsets read back through the admin API; Kafka topic configs set, described and
+// altered, and a gzip topic (the codec kafkajs has built in) that recompresses what an
+// uncompressed producer sends, read back by a consumer. Exits non-zero on any mismatch.
 import { createRequire } from 'node:module';
 const require = createRequire(process.env.KAFKAJS_DIR + '/');
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
@@ -69,4 +71,62 @@ const committed = offsets[0].partitions.reduce((sum, p) => sum + Number(p.offset
 check(committed === N, `committed offsets add up to ${N} (got ${committed})`);
 const groups = await admin.listGroups();
 check(groups.groups.some((g) => g.groupId === groupId), 'ListGroups shows the group');
+
+// Topic configs as Kafka tools set them: created, described, altered.
+const { ConfigResourceTypes } = require('kafkajs');
+const configTopic = 'compat-kafkajs-configs';
+const configEntries = [
+  { name: 'cleanup.policy', value: 'compact' },
+  { name: 'compression.type', value: 'gzip' },
+  { name: 'delete.retention.ms', value: '900' },
+  { name: 'message.timestamp.type', value: 'LogAppendTime' },
+  { name: 'min.cleanable.dirty.ratio', value: '0.2' },
+  { name: 'segment.jitter.ms', value: '10' },
+];
+await admin.createTopics({ topics: [{ topic: configTopic, numPartitions: 1, configEntries }], waitForLeaders: true });
+const describe = async () => {
+  const d = await admin.describeConfigs({ resources: [{ type: ConfigResourceTypes.TOPIC, name: configTopic }], includeSynonyms: false });
+  return new Map(d.resources[0].configEntries.map((e) => [e.configName, e.configValue]));
+};
+let described = await describe();
+check(configEntries.every((e) => described.get(e.name) === e.value), 'describeConfigs returns every config set at creation');
+await admin.alterConfigs({
+  validateOnly: false,
+  resources: [{ type: ConfigResourceTypes.TOPIC, name: configTopic, configEntries: [...configEntries, { name: 'retention.ms', value: '3600000' }] }],
+});
+described = await describe();
+check(described.get('retention.ms') === '3600000', 'alterConfigs changed retention.ms');
+let refused = false;
+try {
+  await admin.alterConfigs({ resources: [{ type: ConfigResourceTypes.TOPIC, name: configTopic, configEntries: [{ name: 'compression.type', value: 'brotli' }] }] });
+} catch (e) {
+  refused = /INVALID_CONFIG|invalid/i.test(`${e.type} ${e.message}`);
+}
+check(refused, 'a value Kafka refuses (compression.type=brotli) is refused with INVALID_CONFIG');
+
+// The gzip topic recompresses an uncompressed producer's batches; LogAppendTime stamps them.
+const plain = kafka.producer();
+await plain.connect();
+const before = Date.now();
+await plain.send({ topic: configTopic, messages: Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: `v${i}`, timestamp: '1000' })) });
+await plain.disconnect();
+const reader = kafka.consumer({ groupId: 'compat-kafkajs-configs' });
+await reader.connect();
+await reader.subscribe({ topic: configTopic, fromBeginning: true });
+const got = [];
+let stampedOk = true;
+await new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error('timed out reading the gzip topic')), 30000);
+  reader.run({
+    eachMessage: async ({ message }) => {
+      got.push(message.value.toString());
+      const ts = Number(message.timestamp);
+      if (!(ts >= before && ts <= Date.now())) stampedOk = false;
+      if (got.length === 50) { clearTimeout(timer); resolve(); }
+    },
+  });
+});
+await reader.disconnect();
+check(got.every((v, i) => v === `v${i}`), 'the recompressed records read back in order');
+check(stampedOk, 'every record carries the broker\'s append time, not the producer\'s');
 await admin.disconnect();

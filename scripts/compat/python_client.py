@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Compatibility check with PyPI's kafka-python (a pure-Python client, independent of
 librdkafka): admin create/describe/delete, produce with keys and headers (uncompressed and
-gzip), consume everything back in order per partition, offsets by timestamp.
+gzip), consume everything back in order per partition, offsets by timestamp; Kafka topic
+configs described, and a topic that recompresses (compression.type=uncompressed fed by a gzip
+producer) and stamps LogAppendTime.
 
 Usage: python_client.py BOOTSTRAP   (scripts/compat/python.sh starts a broker and calls this)
 Exits non-zero on any mismatch and prints each check it made.
@@ -76,6 +78,35 @@ deadline = time.time() + 10
 while topic in admin.list_topics() and time.time() < deadline:
     time.sleep(0.1)
 check(topic not in admin.list_topics(), "admin deleted the topic")
+
+# A topic that stores uncompressed batches whatever the producer sends, stamped with the
+# broker's append time.
+stamped = "compat-python-stamped"
+admin.create_topics([NewTopic(stamped, num_partitions=1, replication_factor=1, topic_configs={
+    "compression.type": "uncompressed", "message.timestamp.type": "LogAppendTime", "flush.messages": "1",
+    "message.format.version": "2.8", "preallocate": "true"})])
+described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, stamped)])
+text = repr(described)
+check("LogAppendTime" in text and "uncompressed" in text, "describe_configs shows the configs Kafka tools set")
+producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="gzip", linger_ms=5)
+before = int(time.time() * 1000)
+futs = [producer.send(stamped, value=f"s{i}".encode(), timestamp_ms=1000) for i in range(200)]
+producer.flush()
+check(all(f.get(timeout=30).offset >= 0 for f in futs), "produced 200 gzip records to the uncompressed topic")
+producer.close()
+consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000)
+consumer.assign([TopicPartition(stamped, 0)])
+records = []
+for m in consumer:
+    records.append(m)
+    if len(records) == 200:
+        break
+consumer.close()
+check([m.value for m in records] == [f"s{i}".encode() for i in range(200)], "the recompressed records read back in order")
+now = int(time.time() * 1000)
+check(all(m.timestamp_type == 1 and before <= m.timestamp <= now for m in records),
+      "every record has timestamp type LogAppendTime and the broker's append time")
+admin.delete_topics([stamped])
 admin.close()
 
 if failures:
