@@ -11,7 +11,10 @@
 #    fault harness (3 nodes in network namespaces on power-loss filesystems, a seeded schedule
 #    of faults; STROM_FAULT_STEPS/STROM_FAULT_SEED for longer runs) and
 #    end-to-end tests against a real `strom serve` with real Kafka clients (librdkafka).
-# 4. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
+# 4. Runs every fuzz target briefly (scripts/fuzz.sh: FUZZ_SECONDS, 5 by default here, on an
+#    unoptimised build; it installs the nightly toolchain and cargo-fuzz if missing). The
+#    committed corpora and regressions already ran in step 3 (crates/strom-fuzz/tests).
+# 5. Runs the compatibility checks with independent clients (kcat, kafka-python, kafkajs) in
 #    scripts/compat/, each against its own broker, then again against a 3-node Strom cluster
 #    (STROM_COMPAT_NODES=3: the clients bootstrap from one node).
 set -euo pipefail
@@ -24,5 +27,6 @@ done
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+FUZZ_DEV=1 FUZZ_SECONDS="${FUZZ_SECONDS:-5}" scripts/fuzz.sh
 scripts/compat/run.sh
 STROM_COMPAT_NODES=3 scripts/compat/run.sh
