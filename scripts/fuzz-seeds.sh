@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-CORPUS="$ROOT/fuzz/corpus"
+CORPUS="${FUZZ_CORPUS:-$ROOT/fuzz/corpus}"
 TMP="$(mktemp -d -t strom-seeds-XXXXXX)"
 PIDS=()
 cleanup() { local rc=$?; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; if (( rc )); then echo "failed; logs kept in $TMP" >&2; else rm -rf "$TMP"; fi; }
@@ -53,42 +53,7 @@ for codec in none gzip snappy lz4 zstd; do
 done
 kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=()
 
-python3 - "$TMP" "$CORPUS" <<'PY'
-import hashlib, os, struct, sys
-tmp, corpus = sys.argv[1], sys.argv[2]
-LIMIT = 64 * 1024
-def put(target, data):
-    if len(data) <= LIMIT:
-        with open(os.path.join(corpus, target, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
-            f.write(data)
-for name in sorted(os.listdir(os.path.join(tmp, "frames"))):
-    put("request_frame", open(os.path.join(tmp, "frames", name), "rb").read())
-data = os.path.join(tmp, "data")
-for part in sorted(os.listdir(data)):
-    d = os.path.join(data, part)
-    if not os.path.isdir(d) or part.startswith("."):
-        continue
-    logs = sorted(f for f in os.listdir(d) if f.endswith(".log"))
-    for log in logs[:1]:
-        seg = open(os.path.join(d, log), "rb").read()
-        at, kept, end = 0, 0, 0
-        while at + 61 <= len(seg):
-            (length,) = struct.unpack(">i", seg[at + 8 : at + 12])
-            if length <= 0 or at + 12 + length > len(seg):
-                break
-            if kept < 3:
-                put("record_batch", b"\x00" + seg[at : at + 12 + length])
-                kept += 1
-            if at + 12 + length <= LIMIT // 2:
-                end = at + 12 + length
-            at += 12 + length
-        files = [seg[:end]]
-        for ext in ("index", "timeindex", "snapshot"):
-            p = os.path.join(d, log[:-3] + ext)
-            files.append(open(p, "rb").read()[:4096] if os.path.exists(p) else b"")
-        out = b"\x00" + b"".join(struct.pack(">I", len(f)) + f for f in files)
-        put("recovery", out)
-PY
+"$PY" scripts/fuzz/seeds.py client "$TMP" "$CORPUS"
 
 # --- A 3-node cluster whose internal traffic goes through capturing proxies.
 CLUSTER="seeds-$RANDOM"
@@ -110,46 +75,7 @@ for i in 1 2 3; do wait_ready "$TMP/ready$i"; done
 "$STROM" bench --timeout 60s -b "127.0.0.1:${KPORT[2]}" --topic seeds-cluster --messages 300 --message-size 100 --acks all >/dev/null
 "$STROM" topic delete seeds-cluster --timeout 60s -b "127.0.0.1:${KPORT[3]}" >/dev/null || true
 kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=()
-python3 - "$TMP" "$CORPUS" <<'PY'
-import hashlib, json, os, sys
-tmp, corpus = sys.argv[1], sys.argv[2]
-LIMIT = 64 * 1024
-def put(target, data):
-    if len(data) <= LIMIT:
-        with open(os.path.join(corpus, target, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
-            f.write(data)
-for name in sorted(os.listdir(os.path.join(tmp, "internal"))):
-    put("wire_frame", open(os.path.join(tmp, "internal", name), "rb").read())
-commands = []
-for i in (1, 2, 3):
-    raft = os.path.join(tmp, f"node{i}", "raft")
-    for name in sorted(os.listdir(raft)):
-        data = open(os.path.join(raft, name), "rb").read()
-        if "log" in name:
-            put("raft_log", data[:LIMIT])
-            at = 0
-            while at + 8 <= len(data):
-                n = int.from_bytes(data[at:at + 4], "big")
-                try:
-                    rec = json.loads(data[at + 8:at + 8 + n])
-                except ValueError:
-                    break
-                entry = rec.get("Entry") if isinstance(rec, dict) else None
-                for e in [entry] if isinstance(entry, dict) else []:
-                    payload = e.get("payload", {})
-                    if isinstance(payload, dict) and "Normal" in payload:
-                        commands.append(payload["Normal"])
-                at += 8 + n
-        elif "snapshot" in name:
-            try:
-                snap = json.loads(data)
-            except ValueError:
-                continue
-            state = snap.get("cluster", snap) if isinstance(snap, dict) else snap
-            put("state_machine", json.dumps({"state": state, "commands": []}).encode())
-for k in range(0, len(commands), 10):
-    put("state_machine", json.dumps(commands[k:k + 10]).encode())
-PY
+"$PY" scripts/fuzz/seeds.py cluster "$TMP" "$CORPUS"
 for t in request_frame record_batch recovery wire_frame raft_log state_machine; do
     echo "$t: $(ls "$CORPUS/$t" | wc -l) seeds"
 done

@@ -139,11 +139,8 @@ fn rows_of(c: &Config) -> Vec<Row> {
     let listener = format!("PLAINTEXT://{}", c.listen);
     let advertised = format!("PLAINTEXT://{}", c.advertised_address.clone().unwrap_or_else(|| c.listen.clone()));
     let policy = c.log.to_log_config().map(|l| l.flush_policy).unwrap_or_default();
-    let (flush_messages, flush_ms) = match policy {
-        strom_log::FlushPolicy::Always => ("1".to_string(), catalog::LONG_MAX.to_string()),
-        strom_log::FlushPolicy::Interval(d) => (catalog::LONG_MAX.to_string(), d.as_millis().to_string()),
-        strom_log::FlushPolicy::Never => (catalog::LONG_MAX.to_string(), catalog::LONG_MAX.to_string()),
-    };
+    let (flush_messages, flush_ms) = crate::topic_config::flush_pair(policy);
+    let (flush_messages, flush_ms) = (flush_messages.to_string(), flush_ms.to_string());
     let rf = c.cluster.as_ref().map_or(1, |cl| cl.default_replication_factor);
     let row =
         |name, value: String, config_type| Row { name, value, config_type, source: SOURCE_DEFAULT, read_only: true };

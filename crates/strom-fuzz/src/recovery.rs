@@ -1,16 +1,21 @@
-//! Recovery of a partition directory made of arbitrary bytes (a segment, its indexes, a
-//! producer snapshot): opening never panics, and whatever the log then serves passes its CRC.
+//! Recovery of a data directory made of arbitrary bytes (a partition's segment, its indexes
+//! and producer snapshot; the node journal's file and checkpoint; the single-node topic
+//! registry): opening never panics, whatever the log then serves passes its checks, and a
+//! damaged registry is refused with an error rather than a panic.
 
 use std::path::Path;
 
 use strom_log::{LogManager, ManagerConfig, ReadBound};
 
-/// The files of the partition directory, in the order the input holds them.
-pub const FILES: [&str; 4] = [
-    "00000000000000000000.log",
-    "00000000000000000000.index",
-    "00000000000000000000.timeindex",
-    "00000000000000000000.snapshot",
+/// The files of the data directory, in the order the input holds them.
+pub const FILES: [&str; 7] = [
+    "fuzz-0/00000000000000000000.log",
+    "fuzz-0/00000000000000000000.index",
+    "fuzz-0/00000000000000000000.timeindex",
+    "fuzz-0/00000000000000000000.snapshot",
+    ".journal/00000000.wal",
+    ".journal/checkpoint",
+    "topics.json",
 ];
 
 /// The input: a flags byte (bit 0: recompute the segment's CRCs, to reach past the CRC
@@ -26,7 +31,9 @@ fn write_files(dir: &Path, data: &[u8]) {
         if i == 0 && flags & 1 == 1 {
             crate::batch::fix_crcs(&mut bytes);
         }
-        std::fs::write(dir.join(name), bytes).expect("write");
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("dir");
+        std::fs::write(path, bytes).expect("write");
         rest = next;
     }
 }
@@ -44,9 +51,12 @@ pub fn encode_input(files: &[&[u8]]) -> Vec<u8> {
 /// See the crate docs.
 pub fn recovery(data: &[u8]) {
     let root = tempfile::tempdir().expect("temp dir");
-    let partition = root.path().join("fuzz-0");
-    std::fs::create_dir(&partition).expect("partition dir");
-    write_files(&partition, data);
+    std::fs::create_dir(root.path().join("fuzz-0")).expect("partition dir");
+    write_files(root.path(), data);
+    if root.path().join("topics.json").exists() {
+        let me = strom_broker::BrokerInfo { node_id: 1, host: "127.0.0.1".into(), port: 9092, rack: None };
+        let _ = strom_broker::LocalMetadataStore::open(root.path(), me);
+    }
     let Ok(manager) = LogManager::open(ManagerConfig::new(root.path())) else { return };
     for log in manager.list() {
         log.validate().unwrap_or_else(|e| panic!("recovered log is inconsistent: {e}"));

@@ -52,9 +52,9 @@ fn number(overrides: &TopicConfigs, name: &str) -> Option<i64> {
     overrides.get(name).and_then(|v| v.trim().parse().ok())
 }
 
-/// The broker's flush policy as Kafka's pair (`log.flush.interval.messages`,
-/// `log.flush.interval.ms`).
-fn flush_pair(policy: FlushPolicy) -> (i64, i64) {
+/// A flush policy as Kafka's pair (`flush.messages`, `flush.ms`; for the broker,
+/// `log.flush.interval.messages` and `log.flush.interval.ms`).
+pub fn flush_pair(policy: FlushPolicy) -> (i64, i64) {
     match policy {
         FlushPolicy::Always => (1, i64::MAX),
         FlushPolicy::Interval(d) => (i64::MAX, i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
