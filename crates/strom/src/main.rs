@@ -33,6 +33,9 @@ enum Command {
     Group(cmd::group::Args),
     /// Show the brokers, the controller and what the cluster holds.
     Cluster(cmd::cluster::Args),
+    /// Write topics into PostgreSQL or SQLite tables, batched, exactly once (a consumer group
+    /// member of any Kafka-compatible broker).
+    Sink(cmd::sink::Args),
     /// Benchmark a Kafka-compatible broker (Strom or any other) over the network.
     Bench(cmd::bench::Args),
     /// Print shell completions.
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cmd::consume::run(args),
         Command::Group(args) => cmd::group::run(args),
         Command::Cluster(args) => cmd::cluster::run(args),
+        Command::Sink(args) => cmd::sink::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Completions(args) => cmd::completions::run(args, <Cli as clap::CommandFactory>::command()),
     };

@@ -12,4 +12,5 @@ pub mod group;
 pub mod log_bench;
 pub mod produce;
 pub mod serve;
+pub mod sink;
 pub mod topic;

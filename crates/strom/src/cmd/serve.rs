@@ -192,7 +192,7 @@ const CONTROLLED_SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::f
 
 /// Writes `contents` to `path` via a temporary file and a rename, so a reader never sees a
 /// partial address. Not fsynced: the file describes this run only, and a power cut ends the run.
-fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;

@@ -1,0 +1,114 @@
+//! A consumed record, owned (copied out of librdkafka's buffer so the consumer can poll on).
+
+use std::sync::Arc;
+
+use rdkafka::Message;
+use rdkafka::message::{BorrowedMessage, Headers};
+
+/// One Kafka record as the sink holds it until it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The record's timestamp (ms since the epoch), if it has one.
+    pub timestamp_ms: Option<i64>,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None` for a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers in order (keys may repeat).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// Copies a consumed message.
+    pub fn from_message(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Record {
+        let headers = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        Record {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    /// Bytes this record holds (what the buffer limit counts).
+    pub fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
+        64 + self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+
+    /// The headers as a JSON array of `{"key": …, "value": …}`; a value that is not UTF-8 is
+    /// written as `{"key": …, "value_base64": …}` instead, so nothing is lost.
+    pub fn headers_json(&self) -> String {
+        let items: Vec<serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| match v {
+                None => serde_json::json!({ "key": k, "value": null }),
+                Some(bytes) => match std::str::from_utf8(bytes) {
+                    Ok(s) => serde_json::json!({ "key": k, "value": s }),
+                    Err(_) => serde_json::json!({ "key": k, "value_base64": base64(bytes) }),
+                },
+            })
+            .collect();
+        serde_json::Value::Array(items).to_string()
+    }
+}
+
+/// Standard base64 with padding. Hand-written because it is six lines and only header values
+/// that are not UTF-8 need it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn headers_keep_order_nulls_and_binary_values() {
+        let r = Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: vec![("a".into(), Some(b"1".to_vec())), ("a".into(), None), ("b".into(), Some(vec![0xff]))],
+        };
+        assert_eq!(
+            r.headers_json(),
+            r#"[{"key":"a","value":"1"},{"key":"a","value":null},{"key":"b","value_base64":"/w=="}]"#
+        );
+    }
+}
