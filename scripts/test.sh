@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Strom's whole test suite, as CI runs it (.ci/run calls exactly this script).
 #
-# 1. Installs what the tests need beyond the Rust toolchain (kcat from Debian, kafka-python
-#    from PyPI; kafkajs from npm inside its check), unless already present. librdkafka is
+# 1. Installs what the tests need beyond the Rust toolchain (kcat and the PostgreSQL server
+#    for the sink tests from Debian, kafka-python from PyPI; kafkajs from npm inside its
+#    check), unless already present. librdkafka is
 #    built from source by the rdkafka crate.
 # 2. Checks the tree is formatted (`cargo fmt --check`, rustfmt.toml) and lint-free
 #    (`cargo clippy --workspace --all-targets -- -D warnings`).

@@ -32,6 +32,9 @@ use crate::state::BrokerState;
 /// Latency buckets (seconds): 50 µs to 10 s, dense where fsync and loopback round trips live.
 const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// `strom sink`'s record lag (seconds): fine around its 1 s default flush interval.
+const SINK_LAG_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 5.0, 10.0, 30.0];
 /// Appends covered by one fsync.
 const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
@@ -46,6 +49,9 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full("strom_log_appends_per_flush".into()), COUNT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("strom_sink_record_lag_seconds".into()), SINK_LAG_BUCKETS)
                 })
                 .map(|b| b.build_recorder());
             let recorder = match recorder {

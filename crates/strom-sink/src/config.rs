@@ -297,6 +297,7 @@ impl SinkConfig {
         let positive = |name: &str, v: usize| {
             if v == 0 { Err(SinkError::Config(format!("{name} must be at least 1"))) } else { Ok(v) }
         };
+        let workers = positive("workers", file.workers.unwrap_or(DEFAULT_WORKERS))?;
         let config = SinkConfig {
             bootstrap_servers: file.bootstrap_servers.unwrap_or_else(|| DEFAULT_BOOTSTRAP.into()),
             group: file.group.unwrap_or_else(|| DEFAULT_GROUP.into()),
@@ -312,7 +313,7 @@ impl SinkConfig {
             )?,
             flush_interval: duration("flush_interval", &file.flush_interval, DEFAULT_FLUSH_INTERVAL)?,
             batch_size: positive("batch_size", file.batch_size.unwrap_or(DEFAULT_BATCH_SIZE))?,
-            workers: positive("workers", file.workers.unwrap_or(DEFAULT_WORKERS))?,
+            workers,
             max_retries: match file.max_retries {
                 None | Some(0) => None,
                 Some(n) => Some(n),

@@ -2,6 +2,7 @@
 //! table, with each field checked against its column's type before the database sees it (so
 //! the reason names the column).
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::record::Record;
@@ -20,8 +21,8 @@ pub enum Cell {
     /// Text (also numbers for NUMERIC columns, dates and timestamps, JSON documents: the
     /// database parses it as the column's type).
     Text(String),
-    /// Bytes.
-    Bytes(Vec<u8>),
+    /// Bytes (shared with the record, not copied).
+    Bytes(Bytes),
 }
 
 /// What JSON values a column accepts.
@@ -142,7 +143,7 @@ fn cell(column: &Column, v: &Value) -> Result<Cell, String> {
         },
         ColumnKind::Json => Cell::Text(v.to_string()),
         ColumnKind::Bytes => match v {
-            Value::String(s) => Cell::Bytes(s.as_bytes().to_vec()),
+            Value::String(s) => Cell::Bytes(Bytes::copy_from_slice(s.as_bytes())),
             _ => return Err(mismatch("a string")),
         },
         ColumnKind::Parsed => match v {
@@ -190,7 +191,7 @@ mod tests {
             offset: 7,
             timestamp_ms: Some(1),
             key: None,
-            value: Some(value.as_bytes().to_vec()),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: vec![],
         }
     }
@@ -217,11 +218,11 @@ mod tests {
     #[test]
     fn raw_rows_keep_every_field() {
         let mut r = rec("v");
-        r.key = Some(b"k".to_vec());
+        r.key = Some(Bytes::from_static(b"k"));
         let cells = raw_row(&r);
         assert_eq!(cells.len(), RAW_COLUMNS.len());
         assert_eq!(cells[2], Cell::Int(7));
-        assert_eq!(cells[4], Cell::Bytes(b"k".to_vec()));
+        assert_eq!(cells[4], Cell::Bytes(Bytes::from_static(b"k")));
         assert_eq!(cells[6], Cell::Text("[]".into()));
     }
 }

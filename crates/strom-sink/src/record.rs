@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 
@@ -17,9 +18,9 @@ pub struct Record {
     /// The record's timestamp (ms since the epoch), if it has one.
     pub timestamp_ms: Option<i64>,
     /// Key.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Value (`None` for a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// Headers in order (keys may repeat).
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -36,8 +37,8 @@ impl Record {
             partition: m.partition(),
             offset: m.offset(),
             timestamp_ms: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
+            key: m.key().map(Bytes::copy_from_slice),
+            value: m.payload().map(Bytes::copy_from_slice),
             headers,
         }
     }
@@ -45,12 +46,15 @@ impl Record {
     /// Bytes this record holds (what the buffer limit counts).
     pub fn size(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
-        64 + self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+        64 + self.key.as_ref().map_or(0, Bytes::len) + self.value.as_ref().map_or(0, Bytes::len) + headers
     }
 
     /// The headers as a JSON array of `{"key": …, "value": …}`; a value that is not UTF-8 is
     /// written as `{"key": …, "value_base64": …}` instead, so nothing is lost.
     pub fn headers_json(&self) -> String {
+        if self.headers.is_empty() {
+            return "[]".to_string();
+        }
         let items: Vec<serde_json::Value> = self
             .headers
             .iter()

@@ -494,3 +494,49 @@ fn postgres_outage_under_load_pauses_retries_and_recovers_by_itself() {
     assert!(sink.log().contains("flush failed; keeping the batch and retrying"), "{}", sink.log());
     assert!(sink.stop().success(), "log:\n{}", sink.log());
 }
+
+#[test]
+fn a_config_file_routes_two_topics_and_sigterm_writes_the_buffer() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    let strom = Strom::new(&bootstrap);
+    strom.ok(&["topic", "create", "clicks", "--partitions", "2"]);
+    strom.ok(&["topic", "create", "page-views", "--partitions", "2"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("routes.db");
+    let config = dir.path().join("sink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+to = "sqlite://{db}"
+bootstrap_servers = "{bootstrap}"
+group = "routes"
+# Nothing is written before shutdown: only SIGTERM can flush these records.
+flush_interval = "1h"
+batch_size = 100000
+
+[[route]]
+topic = "clicks"
+table = "click_rows"
+create_table = true
+
+[[route]]
+topic = "page-views"
+create_table = true
+"#,
+            db = db.display()
+        ),
+    )
+    .expect("config");
+    let p = producer(&bootstrap);
+    produce_json(&p, "clicks", 0..50);
+    produce_json(&p, "page-views", 0..70);
+
+    let mut sink = Sink::start(&["--config", config.to_str().expect("utf-8")]);
+    wait_until("120 records buffered", CATCH_UP, || sink.metric("strom_sink_buffered_records") == 120.0);
+    assert_eq!((sqlite_count(&db, "click_rows"), sqlite_count(&db, "page_views")), (0, 0));
+    assert!(sink.stop().success(), "SIGTERM exits 0; log:\n{}", sink.log());
+    assert_eq!((sqlite_count(&db, "click_rows"), sqlite_count(&db, "page_views")), (50, 70));
+    assert!(sink.log().contains("everything consumed is written"), "{}", sink.log());
+}

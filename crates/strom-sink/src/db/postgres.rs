@@ -377,7 +377,7 @@ mod tests {
         copy_text(&Cell::Text("a\\b\tc\nd\re".into()), &mut out);
         assert_eq!(out, b"a\\\\b\\tc\\nd\\re");
         out.clear();
-        copy_text(&Cell::Bytes(vec![0, 0xab]), &mut out);
+        copy_text(&Cell::Bytes(bytes::Bytes::from_static(&[0, 0xab])), &mut out);
         assert_eq!(out, b"\\\\x00ab");
         out.clear();
         copy_text(&Cell::Null, &mut out);

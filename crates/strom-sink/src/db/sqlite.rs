@@ -189,8 +189,8 @@ impl Connection for Sqlite {
                         rec.partition,
                         rec.offset,
                         rec.timestamp_ms,
-                        rec.key,
-                        rec.value,
+                        rec.key.as_deref(),
+                        rec.value.as_deref(),
                         rec.headers_json(),
                         r.reason
                     ])
