@@ -16,7 +16,6 @@
 //!   everything buffered, commits the informative offsets, and leaves the group.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -59,8 +58,10 @@ struct SinkContext {
     db: Mutex<Option<Box<dyn Connection>>>,
     workers: Vec<Sender<WorkerMsg>>,
     shutdown: Arc<AtomicBool>,
-    /// Set by an assignment, so the main loop re-applies a pause to new partitions.
-    reassigned: AtomicBool,
+    /// The main loop's pause state (buffer full), applied by the rebalance callback to the
+    /// partitions it assigns: librdkafka keeps a partition's pause across unassign/assign, so
+    /// every assignment states it explicitly.
+    paused: AtomicBool,
     total_lag: AtomicI64,
 }
 
@@ -107,7 +108,11 @@ impl ConsumerContext for SinkContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
-                self.reassigned.store(true, Ordering::Relaxed);
+                let state =
+                    if self.paused.load(Ordering::Relaxed) { consumer.pause(tpl) } else { consumer.resume(tpl) };
+                if let Err(e) = state {
+                    tracing::warn!(error = %e, "setting the new partitions' pause state failed");
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let keys: Vec<PartitionKey> =
@@ -115,8 +120,11 @@ impl ConsumerContext for SinkContext {
                 tracing::info!(partitions = keys.len(), "revoked; flushing them first");
                 let mut waits = Vec::new();
                 for (i, w) in self.workers.iter().enumerate() {
-                    let mine: Vec<PartitionKey> =
-                        keys.iter().filter(|k| worker_index(k, self.workers.len()) == i).cloned().collect();
+                    let mine: Vec<PartitionKey> = keys
+                        .iter()
+                        .filter(|k| worker_index(&self.config, k, self.workers.len()) == i)
+                        .cloned()
+                        .collect();
                     if mine.is_empty() {
                         continue;
                     }
@@ -131,6 +139,8 @@ impl ConsumerContext for SinkContext {
                         tracing::warn!("revoked partitions not flushed in time; their next owner reads them again");
                     }
                 }
+                // Clear the pause of what leaves, so a later assignment starts it afresh.
+                let _ = consumer.resume(tpl);
                 let _ = consumer.unassign();
             }
             other => {
@@ -151,7 +161,7 @@ impl SinkContext {
 
     fn send_assign(&self, key: PartitionKey, position: Option<i64>) {
         let Some(schema) = self.schemas.get(&*key.0).cloned() else { return };
-        let i = worker_index(&key, self.workers.len());
+        let i = worker_index(&self.config, &key, self.workers.len());
         let _ = self.workers[i].send(WorkerMsg::Assign { key, position, schema });
     }
 
@@ -201,11 +211,11 @@ impl SinkContext {
     }
 }
 
-/// The worker that owns `key` (stable for the process's life).
-fn worker_index(key: &PartitionKey, workers: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % workers as u64) as usize
+/// The worker that owns `key`: stable for the process's life, and consecutive partitions
+/// (what the range assignor hands out) go to different workers, so they share the load.
+fn worker_index(config: &SinkConfig, key: &PartitionKey, workers: usize) -> usize {
+    let route = config.routes.iter().position(|r| *r.topic == *key.0).unwrap_or(0);
+    (route + key.1.unsigned_abs() as usize) % workers
 }
 
 /// Runs the sink until `shutdown` is set (then flushes and returns) or a fatal error.
@@ -255,9 +265,10 @@ pub fn run(config: SinkConfig, shutdown: Arc<AtomicBool>, progress: bool) -> Res
         db: Mutex::new(Some(conn)),
         workers: senders.clone(),
         shutdown: shutdown.clone(),
-        reassigned: AtomicBool::new(false),
+        paused: AtomicBool::new(false),
         total_lag: AtomicI64::new(-1),
     };
+    check_consumer_properties(&config)?;
     let consumer: BaseConsumer<SinkContext> = client_config(&config).create_with_context(context)?;
     check_broker(&consumer, &config)?;
     let topics: Vec<&str> = config.routes.iter().map(|r| r.topic.as_str()).collect();
@@ -274,7 +285,12 @@ pub fn run(config: SinkConfig, shutdown: Arc<AtomicBool>, progress: bool) -> Res
     consumer.unsubscribe();
     drop(consumer);
     drop(senders);
-    for t in threads {
+    // A worker stuck in a database call that never returns is left behind (the process exits).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads.into_iter().filter(|t| t.is_finished()) {
         let _ = t.join();
     }
     let mut summary = result?;
@@ -309,6 +325,19 @@ fn client_config(config: &SinkConfig) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// The sink's rebalance callback assigns and revokes whole assignments (the eager protocol);
+/// an incremental one would need `incremental_assign`, so it is refused up front.
+pub(crate) fn check_consumer_properties(config: &SinkConfig) -> Result<(), SinkError> {
+    let cooperative = config.consumer.get("partition.assignment.strategy").is_some_and(|v| v.contains("cooperative"));
+    let kip848 = config.consumer.get("group.protocol").is_some_and(|v| v.eq_ignore_ascii_case("consumer"));
+    if cooperative || kip848 {
+        return Err(SinkError::Config(
+            "the sink uses an eager rebalance protocol: remove the cooperative partition.assignment.strategy / group.protocol=consumer setting".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Fails with a clear message when no broker answers within [`BROKER_CHECK_TIMEOUT`].
@@ -351,6 +380,7 @@ fn main_loop(
     let mut last_tick = Instant::now();
     let mut rows_at_tick = 0u64;
     let mut last_kafka_error: Option<Instant> = None;
+    let mut polls = 0u32;
     while !shutdown.load(Ordering::Relaxed) {
         for ev in events.try_iter() {
             match ev {
@@ -363,30 +393,31 @@ fn main_loop(
                 WorkerEvent::Fatal(e) => return Err(e),
             }
         }
-        let reassigned = consumer.context().reassigned.swap(false, Ordering::Relaxed);
-        if budget.is_full() && (!paused || reassigned) {
+        if budget.is_full() && !paused {
+            paused = true;
+            consumer.context().paused.store(true, Ordering::Relaxed);
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
             }
-            if !paused {
-                tracing::info!(records = budget.records(), bytes = budget.bytes(), "buffer full; consumption paused");
-            }
-            paused = true;
+            tracing::info!(records = budget.records(), bytes = budget.bytes(), "buffer full; consumption paused");
             metrics::gauge!(m::PAUSED).set(1.0);
         } else if paused && budget.has_room() {
+            paused = false;
+            consumer.context().paused.store(false, Ordering::Relaxed);
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.resume(&assignment);
             }
-            paused = false;
             metrics::gauge!(m::PAUSED).set(0.0);
         }
+        let mut busy = false;
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
+                busy = true;
                 let Some(topic) = topics.get(msg.topic()).cloned() else { continue };
                 let record = Record::from_message(&msg, topic);
                 budget.add(record.size());
                 let key = (record.topic.clone(), record.partition);
-                let _ = workers[worker_index(&key, workers.len())].send(WorkerMsg::Record(record));
+                let _ = workers[worker_index(config, &key, workers.len())].send(WorkerMsg::Record(record));
             }
             Some(Err(e)) if last_kafka_error.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) => {
                 tracing::warn!(error = %e, "consuming");
@@ -395,7 +426,9 @@ fn main_loop(
             Some(Err(_)) => {}
             None => {}
         }
-        if last_tick.elapsed() >= Duration::from_secs(1) {
+        polls = polls.wrapping_add(1);
+        // While records flow the clock is read every 256 of them, not per record.
+        if (!busy || polls % 256 == 0) && last_tick.elapsed() >= Duration::from_secs(1) {
             let secs = last_tick.elapsed().as_secs_f64();
             metrics::gauge!(m::BUFFERED_RECORDS).set(budget.records() as f64);
             metrics::gauge!(m::BUFFERED_BYTES).set(budget.bytes() as f64);
@@ -437,11 +470,22 @@ fn reseek(consumer: &BaseConsumer<SinkContext>, key: &PartitionKey) -> Result<()
     let Some(positions) = ctx.positions_with_retry(&[(key.0.to_string(), key.1)]) else { return Ok(()) };
     let position = positions.get(&(key.0.to_string(), key.1)).copied();
     let offset = position.map_or(ctx.reset_offset(), Offset::Offset);
-    if let Err(e) = consumer.seek(&key.0, key.1, offset, Duration::from_secs(10)) {
-        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "seek after a conflict failed");
+    // Without the seek the consumer would go on from where it was, past records the other
+    // sink has not written: never re-assign the partition to its worker unsought.
+    let mut last = None;
+    for _ in 0..3 {
+        match consumer.seek(&key.0, key.1, offset, Duration::from_secs(10)) {
+            Ok(()) => {
+                ctx.send_assign(key.clone(), position);
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "seek after a conflict failed; retrying");
+                last = Some(e);
+            }
+        }
     }
-    ctx.send_assign(key.clone(), position);
-    Ok(())
+    Err(SinkError::Kafka(last.unwrap_or(KafkaError::Seek("seek failed".into()))))
 }
 
 /// Asks every worker to write what it holds; returns the records left unwritten when

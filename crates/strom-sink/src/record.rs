@@ -49,8 +49,9 @@ impl Record {
         64 + self.key.as_ref().map_or(0, Bytes::len) + self.value.as_ref().map_or(0, Bytes::len) + headers
     }
 
-    /// The headers as a JSON array of `{"key": …, "value": …}`; a value that is not UTF-8 is
-    /// written as `{"key": …, "value_base64": …}` instead, so nothing is lost.
+    /// The headers as a JSON array of `{"key": …, "value": …}`; a value that is not UTF-8 or
+    /// holds a NUL byte is written as `"value_base64"` instead (a key with a NUL as
+    /// `"key_base64"`), so nothing is lost and PostgreSQL's JSONB accepts it.
     pub fn headers_json(&self) -> String {
         if self.headers.is_empty() {
             return "[]".to_string();
@@ -58,12 +59,29 @@ impl Record {
         let items: Vec<serde_json::Value> = self
             .headers
             .iter()
-            .map(|(k, v)| match v {
-                None => serde_json::json!({ "key": k, "value": null }),
-                Some(bytes) => match std::str::from_utf8(bytes) {
-                    Ok(s) => serde_json::json!({ "key": k, "value": s }),
-                    Err(_) => serde_json::json!({ "key": k, "value_base64": base64(bytes) }),
-                },
+            .map(|(k, v)| {
+                // PostgreSQL's JSONB refuses \u0000: a key or value holding a NUL byte is
+                // written in base64 too.
+                let mut item = serde_json::Map::new();
+                if k.contains('\0') {
+                    item.insert("key_base64".into(), base64(k.as_bytes()).into());
+                } else {
+                    item.insert("key".into(), k.as_str().into());
+                }
+                match v {
+                    None => {
+                        item.insert("value".into(), serde_json::Value::Null);
+                    }
+                    Some(bytes) => match std::str::from_utf8(bytes) {
+                        Ok(s) if !s.contains('\0') => {
+                            item.insert("value".into(), s.into());
+                        }
+                        _ => {
+                            item.insert("value_base64".into(), base64(bytes).into());
+                        }
+                    },
+                }
+                serde_json::Value::Object(item)
             })
             .collect();
         serde_json::Value::Array(items).to_string()
@@ -108,11 +126,16 @@ mod tests {
             timestamp_ms: None,
             key: None,
             value: None,
-            headers: vec![("a".into(), Some(b"1".to_vec())), ("a".into(), None), ("b".into(), Some(vec![0xff]))],
+            headers: vec![
+                ("a".into(), Some(b"1".to_vec())),
+                ("a".into(), None),
+                ("b".into(), Some(vec![0xff])),
+                ("n\0".into(), Some(b"x\0".to_vec())),
+            ],
         };
         assert_eq!(
             r.headers_json(),
-            r#"[{"key":"a","value":"1"},{"key":"a","value":null},{"key":"b","value_base64":"/w=="}]"#
+            r#"[{"key":"a","value":"1"},{"key":"a","value":null},{"key":"b","value_base64":"/w=="},{"key_base64":"bgA=","value_base64":"eAA="}]"#
         );
     }
 }

@@ -252,16 +252,16 @@ impl Worker {
     }
 
     /// Commits `batch`, retrying transient errors and dropping conflicting partitions.
-    fn commit(&mut self, mut batch: Vec<(PartitionBatch, usize)>) -> Result<(), SinkError> {
+    fn commit(&mut self, batch: Vec<(PartitionBatch, usize)>) -> Result<(), SinkError> {
+        let (mut batch, mut sizes): (Vec<PartitionBatch>, Vec<usize>) = batch.into_iter().unzip();
         let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_retry_backoff);
         loop {
             if batch.is_empty() {
                 return Ok(());
             }
             let started = Instant::now();
-            let parts: Vec<PartitionBatch> = batch.iter().map(|(p, _)| p.clone()).collect();
             let config = self.config.clone();
-            let result = self.connection().and_then(|c| c.write(&config.group, &parts, config.on_error));
+            let result = self.connection().and_then(|c| c.write(&config.group, &batch, config.on_error));
             match result {
                 Ok(Outcome::Committed(written)) => {
                     metrics::histogram!(m::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -273,7 +273,7 @@ impl Worker {
                     metrics::counter!(m::SKIPPED).increment(written.skipped as u64);
                     metrics::gauge!(m::DATABASE_UP).set(1.0);
                     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-                    for (p, bytes) in batch {
+                    for (p, bytes) in batch.into_iter().zip(sizes) {
                         // One sample per partition and batch: its oldest record, an upper bound
                         // for the batch.
                         if let Some(ts) = p.rows.iter().filter_map(|r| r.record.timestamp_ms).min() {
@@ -291,7 +291,7 @@ impl Worker {
                 Ok(Outcome::Conflict(indexes)) => {
                     metrics::counter!(m::FLUSHES, "outcome" => "conflict").increment(1);
                     for i in indexes.into_iter().rev() {
-                        let (p, bytes) = batch.remove(i);
+                        let (p, bytes) = (batch.remove(i), sizes.remove(i));
                         self.release(p.rows.len(), bytes);
                         let key = (p.topic.clone(), p.partition);
                         tracing::info!(topic = %p.topic, partition = p.partition, from = ?p.from,

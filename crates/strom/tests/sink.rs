@@ -496,6 +496,68 @@ fn postgres_outage_under_load_pauses_retries_and_recovers_by_itself() {
 }
 
 #[test]
+fn a_rebalance_while_the_database_is_down_and_consumption_paused_loses_nothing() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    Strom::new(&bootstrap).ok(&["topic", "create", "stream", "--partitions", "4"]);
+    let mut pg = PgServer::start();
+    let url = pg.url();
+    let args = [
+        "-b",
+        &bootstrap,
+        "--to",
+        &url,
+        "--group",
+        "outage2",
+        "--topic",
+        "stream",
+        "--create-table",
+        "--flush-interval",
+        "50ms",
+        "--batch-size",
+        "200",
+        "--max-buffered-records",
+        "400",
+        "--retry-backoff",
+        "50ms",
+        "--max-retry-backoff",
+        "300ms",
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=500",
+    ];
+    let mut a = Sink::start(&args);
+    let mut b = Sink::start(&args);
+    let p = producer(&bootstrap);
+    produce_json(&p, "stream", 0..1000);
+    let mut client = pg.client();
+    wait_until("the first 1000 rows", CATCH_UP, || pg_count(&mut client, "stream") == 1000);
+    drop(client);
+
+    pg.stop();
+    produce_json(&p, "stream", 1000..5000);
+    wait_until("sink A paused with a full buffer", CATCH_UP, || a.metric("strom_sink_consumption_paused") == 1.0);
+    // B dies while A is paused and the database is down: A is given all four partitions
+    // while paused (its revocation cannot flush, its position reads wait for the database).
+    b.kill9();
+    let assigned = |s: &Sink| s.log().matches("assigned; resuming").count();
+    let revoked = |s: &Sink| s.log().matches("revoked; flushing them first").count();
+    let (before, revoked_before) = (assigned(&a), revoked(&a));
+    // B's session times out and the group rebalances while the database is still down.
+    wait_until("the rebalance to start on A", CATCH_UP, || revoked(&a) > revoked_before);
+    pg.restart();
+    wait_until("A to take B's partitions", CATCH_UP, || assigned(&a) > before);
+    let mut client = pg.client();
+    wait_until("every record, by A alone", CATCH_UP, || pg_count(&mut client, "stream") >= 5000);
+    let r =
+        client.query_one("SELECT count(*), count(DISTINCT (partition, \"offset\")) FROM stream", &[]).expect("summary");
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (5000, 5000));
+    a.assert_running();
+    assert!(a.stop().success(), "log:\n{}", a.log());
+}
+
+#[test]
 fn a_config_file_routes_two_topics_and_sigterm_writes_the_buffer() {
     let broker = TestBroker::start();
     let bootstrap = broker.bootstrap();

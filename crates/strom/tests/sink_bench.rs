@@ -15,7 +15,7 @@
 //!   so an upper bound), read from the Prometheus buckets.
 //!
 //! PostgreSQL runs with `fsync=on`; SQLite in WAL mode with `synchronous=FULL` (as the sink
-//! opens it). Sizes: `STROM_SINK_BENCH_ROWS` (default 200000) records of 256 B values.
+//! opens it). Sizes: `STROM_SINK_BENCH_ROWS` (default 500000) records of 256 B values.
 
 mod cli_util;
 mod common;
@@ -33,7 +33,7 @@ use sink_util::{PgServer, Sink, wait_until};
 const VALUE_BYTES: usize = 256;
 
 fn rows() -> u64 {
-    std::env::var("STROM_SINK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+    std::env::var("STROM_SINK_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(500_000)
 }
 
 fn value(i: u64) -> Vec<u8> {

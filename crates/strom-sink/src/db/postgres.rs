@@ -34,6 +34,10 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("strom-sink");
         }
+        // A half-open connection (the server's host gone) fails a write within a minute
+        // instead of blocking a worker forever; it is then retried on a new connection.
+        config.keepalives_idle(Duration::from_secs(30));
+        config.tcp_user_timeout(Duration::from_secs(60));
         let client = config.connect(NoTls).map_err(|e| classify(&name, &e))?;
         Ok(Postgres { client, name })
     }
@@ -358,6 +362,9 @@ fn classify(name: &str, e: &postgres::Error) -> DbError {
                 || code.starts_with("57P")
                 || code == "40001"
                 || code == "40P01"
+                // A standby after a failover (read-only), a statement timeout.
+                || code == "25006"
+                || code == "57014"
         }
     } || e.is_closed();
     if transient {
