@@ -19,6 +19,12 @@ use crate::mapping::{Cell, ColumnKind, RAW_COLUMNS, TableSchema};
 /// How long a writer waits for another process's transaction on the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// SQLite takes one writer at a time, and a connection that finds the file locked polls with
+/// sleeps (its busy handler) of up to 100 ms. The flush workers of one process take turns on
+/// this lock instead, so the next one starts the moment the previous commit ends; other
+/// processes on the same file still meet the busy handler.
+static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// An SQLite database file.
 pub struct Sqlite {
     conn: rusqlite::Connection,
@@ -115,6 +121,7 @@ impl Connection for Sqlite {
     fn write(&mut self, group: &str, parts: &[PartitionBatch], on_error: OnError) -> Result<Outcome, DbError> {
         let name = self.name.clone();
         let err = |e: rusqlite::Error| classify(&name, &e);
+        let _turn = WRITER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         let mut conflicts = Vec::new();
         for (i, p) in parts.iter().enumerate() {
