@@ -319,6 +319,10 @@ fn client_config(config: &SinkConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", queued_kb.to_string())
+        // librdkafka waits fetch.queue.backoff.ms (1 s by default) before fetching again once
+        // that queue is full; the sink empties it in well under that, then sat idle: draining
+        // a backlog into SQLite went from 106-112k to 117-148k rows/s with 10 ms.
+        .set("fetch.queue.backoff.ms", "10")
         .set("statistics.interval.ms", "1000")
         .set("client.id", "strom-sink");
     for (k, v) in &config.consumer {
